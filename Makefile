@@ -1,0 +1,43 @@
+# Everything bootstraps itself from a plain Python 3.11+: `make up` and `make test` are enough.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test install gen lint typecheck check bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Stubs are committed; the gateway descriptor set is a build product.
+gen: $(STAMP)
+	$(BIN)/python tools/codegen.py
+
+gateway/build/descriptor.binpb: $(STAMP) $(wildcard proto/tnx/*/v1/*.proto)
+	$(BIN)/python tools/codegen.py --descriptor-only
+
+up: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/tnx-crm up
+
+test: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m pytest tests -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check server tests bench tools
+	$(BIN)/ruff format --check server tests bench tools
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.leads
+
+clean:
+	rm -rf $(VENV) build gateway/build

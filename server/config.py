@@ -1,0 +1,50 @@
+"""Configuration: environment variables with the CRM_ prefix, read once per process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None  # None: the embedded PostgreSQL under data_dir
+    database_name: str
+    broker_url: str | None
+    grpc_host: str
+    grpc_port: int
+    http_host: str
+    http_port: int
+    envoy_admin_port: int
+    descriptor_path: Path
+    max_request_bytes: int
+    log_level: str
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def load_settings() -> Settings:
+    data_dir = Path(os.environ.get("CRM_DATA_DIR", "./.tnx-crm")).expanduser().resolve()
+    return Settings(
+        data_dir=data_dir,
+        database_url=os.environ.get("CRM_DATABASE_URL") or None,
+        database_name=os.environ.get("CRM_DATABASE_NAME", "tnx_crm"),
+        broker_url=os.environ.get("CRM_BROKER_URL") or None,
+        grpc_host=os.environ.get("CRM_GRPC_HOST", "127.0.0.1"),
+        grpc_port=_int("CRM_GRPC_PORT", 50051),
+        http_host=os.environ.get("CRM_HTTP_HOST", "127.0.0.1"),
+        http_port=_int("CRM_HTTP_PORT", 8080),
+        envoy_admin_port=_int("CRM_ENVOY_ADMIN_PORT", 9901),
+        descriptor_path=Path(
+            os.environ.get("CRM_DESCRIPTOR_PATH", REPO_ROOT / "gateway/build/descriptor.binpb")
+        ),
+        max_request_bytes=_int("CRM_MAX_REQUEST_BYTES", 4 * 1024 * 1024),
+        log_level=os.environ.get("CRM_LOG_LEVEL", "INFO"),
+    )

@@ -1,0 +1,201 @@
+"""LeadService over gRPC: proto ↔ domain translation only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
+
+from server.db.engine import Database
+from server.leads import service
+from server.pagination import CursorCodec
+from server.rpc.context import workspace_id
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_STATUS_TO_PROTO = {
+    "new": lead_pb2.LEAD_STATUS_NEW,
+    "contacted": lead_pb2.LEAD_STATUS_CONTACTED,
+    "qualified": lead_pb2.LEAD_STATUS_QUALIFIED,
+    "customer": lead_pb2.LEAD_STATUS_CUSTOMER,
+    "disqualified": lead_pb2.LEAD_STATUS_DISQUALIFIED,
+}
+_STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _datetime(message: Any, name: str) -> datetime | None:
+    if not message.HasField(name):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, name)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def to_proto(lead: service.Lead) -> lead_pb2.Lead:
+    custom = struct_pb2.Struct()
+    custom.update(lead.custom_fields)
+    return lead_pb2.Lead(
+        id=lead.id,
+        email=lead.email,
+        first_name=lead.first_name,
+        last_name=lead.last_name,
+        title=lead.title,
+        phone=lead.phone,
+        company=lead.company,
+        company_id=lead.company_id or "",
+        source=lead.source,
+        score=lead.score,
+        status=_STATUS_TO_PROTO.get(lead.status, lead_pb2.LEAD_STATUS_UNSPECIFIED),
+        custom_fields=custom,
+        segment_ids=lead.segment_ids,
+        last_activity_at=_timestamp(lead.last_activity_at),
+        created_at=_timestamp(lead.created_at),
+        updated_at=_timestamp(lead.updated_at),
+        archived_at=_timestamp(lead.archived_at),
+    )
+
+
+def from_proto(message: lead_pb2.Lead) -> service.LeadInput:
+    return service.LeadInput(
+        email=message.email,
+        first_name=message.first_name,
+        last_name=message.last_name,
+        title=message.title,
+        phone=message.phone,
+        company=message.company,
+        company_id=message.company_id,
+        source=message.source,
+        score=message.score,
+        status=_STATUS_FROM_PROTO.get(message.status, ""),
+        custom_fields=json_format.MessageToDict(message.custom_fields),
+        last_activity_at=_datetime(message, "last_activity_at"),
+    )
+
+
+def populated_paths(message: lead_pb2.Lead) -> list[str]:
+    """The implied update mask when none is given: every field set to a non-default value."""
+    return [descriptor.name for descriptor, _ in message.ListFields() if descriptor.name != "id"]
+
+
+def filters_from(request: Any) -> service.LeadFilters:
+    """ListLeads and SearchLeads share the filter fields; search has a subset of them."""
+
+    def optional(name: str) -> Any:
+        return getattr(request, name) if _has(request, name) else None
+
+    def when(name: str) -> datetime | None:
+        return _datetime(request, name) if _has(request, name) else None
+
+    return service.LeadFilters(
+        segment_id=request.segment_id,
+        source=getattr(request, "source", ""),
+        score_min=optional("score_min"),
+        score_max=optional("score_max"),
+        last_activity_after=when("last_activity_after"),
+        last_activity_before=when("last_activity_before"),
+        created_after=when("created_after"),
+        created_before=when("created_before"),
+        filter=request.filter,
+        include_archived=request.include_archived,
+    )
+
+
+def _field(message: Any, name: str) -> bool:
+    return name in message.DESCRIPTOR.fields_by_name
+
+
+def _has(message: Any, name: str) -> bool:
+    return _field(message, name) and message.HasField(name)
+
+
+class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
+    def __init__(self, db: Database, cursors: CursorCodec) -> None:
+        self.db = db
+        self.cursors = cursors
+
+    async def CreateLead(
+        self, request: lead_service_pb2.CreateLeadRequest, context: Context
+    ) -> lead_pb2.Lead:
+        lead = await service.create_lead(
+            self.db, workspace_id=workspace_id(), data=from_proto(request.lead)
+        )
+        return to_proto(lead)
+
+    async def GetLead(
+        self, request: lead_service_pb2.GetLeadRequest, context: Context
+    ) -> lead_pb2.Lead:
+        return to_proto(
+            await service.get_lead(self.db, workspace_id=workspace_id(), lead_id=request.id)
+        )
+
+    async def UpdateLead(
+        self, request: lead_service_pb2.UpdateLeadRequest, context: Context
+    ) -> lead_pb2.Lead:
+        has_mask = request.HasField("update_mask") and len(request.update_mask.paths) > 0
+        paths = list(request.update_mask.paths) if has_mask else populated_paths(request.lead)
+        lead = await service.update_lead(
+            self.db,
+            workspace_id=workspace_id(),
+            lead_id=request.lead.id,
+            data=from_proto(request.lead),
+            paths=paths,
+            merge_custom=not has_mask,
+        )
+        return to_proto(lead)
+
+    async def ArchiveLead(
+        self, request: lead_service_pb2.ArchiveLeadRequest, context: Context
+    ) -> lead_pb2.Lead:
+        lead = await service.set_archived(
+            self.db, workspace_id=workspace_id(), lead_id=request.id, archived=True
+        )
+        return to_proto(lead)
+
+    async def UnarchiveLead(
+        self, request: lead_service_pb2.UnarchiveLeadRequest, context: Context
+    ) -> lead_pb2.Lead:
+        lead = await service.set_archived(
+            self.db, workspace_id=workspace_id(), lead_id=request.id, archived=False
+        )
+        return to_proto(lead)
+
+    async def ListLeads(
+        self, request: lead_service_pb2.ListLeadsRequest, context: Context
+    ) -> lead_service_pb2.ListLeadsResponse:
+        page = await service.list_leads(
+            self.db,
+            self.cursors,
+            workspace_id=workspace_id(),
+            filters=filters_from(request),
+            limit=request.limit,
+            cursor=request.cursor,
+        )
+        return lead_service_pb2.ListLeadsResponse(
+            leads=[to_proto(lead) for lead in page.leads], next_cursor=page.next_cursor
+        )
+
+    async def SearchLeads(
+        self, request: lead_service_pb2.SearchLeadsRequest, context: Context
+    ) -> lead_service_pb2.SearchLeadsResponse:
+        page = await service.search_leads(
+            self.db,
+            self.cursors,
+            workspace_id=workspace_id(),
+            query=request.query,
+            filters=filters_from(request),
+            limit=request.limit,
+            cursor=request.cursor,
+        )
+        return lead_service_pb2.SearchLeadsResponse(
+            leads=[to_proto(lead) for lead in page.leads], next_cursor=page.next_cursor
+        )

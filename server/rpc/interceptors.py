@@ -1,0 +1,156 @@
+"""The request pipeline every RPC goes through: request id, authentication (workspace
+context), error mapping and one log line. Servicers stay plain translations."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import code_pb2
+from sqlalchemy.exc import DBAPIError
+
+from server.auth.service import Authenticator
+from server.errors import DomainError
+from server.rpc.context import current_principal, current_request_id
+from server.rpc.errors import internal_status, to_status
+
+log = logging.getLogger("tnx.rpc")
+
+# Methods anyone may call without an API key: health, reflection and the public form endpoint.
+UNAUTHENTICATED_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/tnx.public.v1.PublicFormService/",
+)
+
+
+class _Call:
+    """What the pipeline knows about one call before the servicer runs."""
+
+    def __init__(self, details: grpc.HandlerCallDetails, authenticator: Authenticator) -> None:
+        self.method: str = details.method  # type: ignore[attr-defined]
+        metadata = dict(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        self.authorization: str | None = metadata.get("authorization")  # type: ignore[assignment]
+        self.request_id = str(metadata.get("x-request-id") or uuid.uuid4().hex)
+        self.needs_auth = not self.method.startswith(UNAUTHENTICATED_PREFIXES)
+        self.authenticator = authenticator
+        self.started = time.perf_counter()
+        self.code = "OK"
+        self.workspace_id = "-"
+
+    async def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        current_request_id.set(self.request_id)
+        context.set_trailing_metadata((("x-request-id", self.request_id),))
+        if self.needs_auth:
+            principal = await self.authenticator.authenticate(self.authorization)
+            current_principal.set(principal)
+            self.workspace_id = principal.workspace_id
+
+    async def fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+        """Turn an exception into a status; grpc's own abort passes through untouched."""
+        if isinstance(exc, DomainError):
+            status = to_status(exc)
+        elif isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            status = internal_status(
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable; retry",
+                code=code_pb2.UNAVAILABLE,
+            )
+        else:
+            log.exception("unhandled error in %s request_id=%s", self.method, self.request_id)
+            status = internal_status("INTERNAL", f"internal error (request id {self.request_id})")
+        self.code = status.code.name
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def finish(self) -> None:
+        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        log.info(
+            "%s %s %.1fms ws=%s request_id=%s",
+            self.method,
+            self.code,
+            elapsed_ms,
+            self.workspace_id,
+            self.request_id,
+        )
+
+
+Behavior = Callable[..., Any]
+
+
+def _wrap_unary(call_factory: Callable[[], _Call], inner: Behavior) -> Behavior:
+    async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        call = call_factory()
+        try:
+            await call.begin(context)
+            return await inner(request, context)
+        except grpc.aio.AbortError:
+            call.code = "ABORTED_BY_SERVICER"
+            raise
+        except Exception as exc:
+            await call.fail(context, exc)
+        finally:
+            call.finish()
+
+    return behavior
+
+
+def _wrap_streaming(call_factory: Callable[[], _Call], inner: Behavior) -> Behavior:
+    async def behavior(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        call = call_factory()
+        try:
+            await call.begin(context)
+            async for item in inner(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            call.code = "ABORTED_BY_SERVICER"
+            raise
+        except Exception as exc:
+            await call.fail(context, exc)
+        finally:
+            call.finish()
+
+    return behavior
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+
+        def factory() -> _Call:
+            return _Call(handler_call_details, self.authenticator)
+
+        codecs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(factory, handler.unary_unary), **codecs
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(factory, handler.stream_unary), **codecs
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_streaming(factory, handler.unary_stream), **codecs
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_streaming(factory, handler.stream_stream), **codecs
+        )

@@ -1,0 +1,96 @@
+"""Assemble and run the gRPC server: servicers, the request pipeline, health, reflection,
+message limits and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tnx.crm.v1 import lead_service_pb2, lead_service_pb2_grpc
+
+from server.auth.service import Authenticator
+from server.config import Settings
+from server.db.engine import Database, make_engine
+from server.db.secrets import shared_secret
+from server.db.url import database_url
+from server.leads.rpc import LeadServicer
+from server.pagination import CursorCodec
+from server.rpc.interceptors import RequestInterceptor
+
+log = logging.getLogger("tnx.server")
+
+SERVICE_NAMES = [
+    lead_service_pb2.DESCRIPTOR.services_by_name["LeadService"].full_name,
+]
+SHUTDOWN_GRACE_S = 5.0
+
+
+@dataclass
+class App:
+    """What servicers share: the database and the cursor codec."""
+
+    db: Database
+    cursors: CursorCodec
+
+
+async def build_app(url: str, *, pool_size: int = 10) -> App:
+    db = Database(make_engine(url, pool_size=pool_size))
+    return App(db=db, cursors=CursorCodec(await shared_secret(db, "cursor")))
+
+
+def build_server(
+    app: App,
+    settings: Settings,
+    *,
+    extra: Callable[[grpc.aio.Server], None] | None = None,
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """The server with every public service registered; `extra` may register more (the
+    benchmark's echo service) so they run behind exactly the same pipeline."""
+    server = grpc.aio.server(
+        interceptors=[RequestInterceptor(Authenticator(app.db))],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
+        LeadServicer(app.db, app.cursors), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if extra is not None:
+        extra(server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    return server, health_servicer
+
+
+async def serve(
+    settings: Settings, *, extra: Callable[[grpc.aio.Server], None] | None = None
+) -> None:
+    app = await build_app(database_url(settings))
+    server, health_servicer = build_server(app, settings, extra=extra)
+    await server.start()
+    for name in [*SERVICE_NAMES, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC listening on %s:%d", settings.grpc_host, settings.grpc_port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls for up to %.0fs", SHUTDOWN_GRACE_S)
+    for name in [*SERVICE_NAMES, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(SHUTDOWN_GRACE_S)
+    await app.db.close()

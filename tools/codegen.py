@@ -1,0 +1,102 @@
+"""Generate the Python stubs (clients/python) and the Envoy descriptor set from proto/.
+
+Third-party protos are resolved from installed packages, never from copies in this repo:
+google/api and google/rpc from googleapis-common-protos, google/protobuf from grpcio-tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import google.api
+import grpc_tools
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_DIR = ROOT / "proto"
+PY_OUT = ROOT / "clients" / "python"
+DESCRIPTOR = ROOT / "gateway" / "build" / "descriptor.binpb"
+THIRD_PARTY_OUT = ROOT / "build" / "third_party"
+# What the gateway needs beyond our own files: google.rpc details so convert_grpc_status can
+# render ErrorInfo and BadRequest into the JSON error body.
+DESCRIPTOR_EXTRAS = ["google/rpc/status.proto", "google/rpc/error_details.proto"]
+THIRD_PARTY_BUF = [
+    "google/api/annotations.proto",
+    "google/api/http.proto",
+    "google/api/httpbody.proto",
+]
+
+
+def googleapis_root() -> Path:
+    return Path(next(iter(google.api.__path__))).parent.parent
+
+
+def protobuf_root() -> Path:
+    return Path(next(iter(grpc_tools.__path__))) / "_proto"
+
+
+def own_protos() -> list[str]:
+    return sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+
+
+def run_protoc(args: list[str]) -> None:
+    includes = [f"-I{PROTO_DIR}", f"-I{googleapis_root()}", f"-I{protobuf_root()}"]
+    code = protoc.main(["protoc", *includes, *args])
+    if code != 0:
+        sys.exit(f"protoc failed ({code}): {' '.join(args)}")
+
+
+def generate_python() -> None:
+    generated = PY_OUT / "tnx"
+    if generated.exists():
+        shutil.rmtree(generated)
+    PY_OUT.mkdir(parents=True, exist_ok=True)
+    run_protoc(
+        [
+            f"--python_out={PY_OUT}",
+            f"--pyi_out={PY_OUT}",
+            f"--grpc_python_out={PY_OUT}",
+            *own_protos(),
+        ]
+    )
+    for package_dir in [generated, *[p for p in generated.rglob("*") if p.is_dir()]]:
+        (package_dir / "__init__.py").touch()
+    (generated / "py.typed").touch()
+
+
+def generate_descriptor() -> None:
+    DESCRIPTOR.parent.mkdir(parents=True, exist_ok=True)
+    run_protoc(
+        [
+            f"--descriptor_set_out={DESCRIPTOR}",
+            "--include_imports",
+            "--include_source_info",
+            *own_protos(),
+            *DESCRIPTOR_EXTRAS,
+        ]
+    )
+
+
+def export_third_party() -> None:
+    """Lay the google/api protos where buf.yaml's second module expects them (not committed)."""
+    for rel in THIRD_PARTY_BUF:
+        target = THIRD_PARTY_OUT / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(googleapis_root() / rel, target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--descriptor-only", action="store_true")
+    args = parser.parse_args()
+    if not args.descriptor_only:
+        generate_python()
+    generate_descriptor()
+    export_third_party()
+
+
+if __name__ == "__main__":
+    main()
