@@ -1,0 +1,78 @@
+"""A fresh, migrated database for the test session, and helpers that read it directly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from server.auth import service as auth
+from server.db import embedded, migrate
+from server.db.engine import Database, make_engine
+from server.db.url import libpq_url, normalise
+
+T = TypeVar("T")
+
+
+def _admin_url() -> str:
+    """CRM_TEST_DATABASE_URL (CI: the machine's PostgreSQL) or the embedded server."""
+    configured = os.environ.get("CRM_TEST_DATABASE_URL")
+    if configured:
+        return normalise(configured)
+    data_dir = Path(__file__).resolve().parents[2] / "build" / "test-data"
+    return embedded.ensure_running(data_dir, "postgres")
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    root = base.rsplit("/", 1)[0]
+    return f"{root}/{name}" + (f"?{query}" if query else "")
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    admin = _admin_url()
+    name = f"tnx_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(admin, name)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_with_db(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = Database(make_engine(url, pool_size=1))
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def create_workspace(url: str, name: str = "acme") -> auth.CreatedKey:
+    return run_with_db(url, lambda db: auth.create_workspace(db, name=name))
+
+
+def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def snapshot(url: str, workspace_id: str) -> list[tuple[Any, ...]]:
+    """Everything a workspace owns, to show that a refused request changed nothing."""
+    leads = query(url, "SELECT id, email, updated_at, archived_at, custom_fields::text FROM leads "
+                  "WHERE workspace_id = %s ORDER BY id", workspace_id)  # fmt: skip
+    events = query(url, "SELECT count(*) FROM events WHERE workspace_id = %s", workspace_id)
+    return [*leads, *events]
