@@ -70,6 +70,11 @@ def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
 
 
+def execute(url: str, sql: str, *params: Any) -> None:
+    with psycopg.connect(libpq_url(url)) as conn:
+        conn.execute(sql, params)
+
+
 def snapshot(url: str, workspace_id: str) -> list[tuple[Any, ...]]:
     """Everything a workspace owns, to show that a refused request changed nothing."""
     leads = query(url, "SELECT id, email, updated_at, archived_at, custom_fields::text FROM leads "
