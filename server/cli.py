@@ -92,7 +92,7 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
         while not stopping:
             for child in children:
                 if child.poll() is not None:
-                    print(f"{child.args[0]} exited with {child.returncode}; stopping", flush=True)
+                    print(f"{child.args!r} exited with {child.returncode}; stopping", flush=True)
                     return 1
             time.sleep(0.2)
         return 0

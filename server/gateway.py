@@ -16,9 +16,7 @@ MAX_JSON_BODY_BYTES = 1024 * 1024
 
 def render(settings: Settings, target: Path | None = None) -> Path:
     if not settings.descriptor_path.exists():
-        raise SystemExit(
-            f"descriptor set {settings.descriptor_path} is missing: run `make gen`"
-        )
+        raise SystemExit(f"descriptor set {settings.descriptor_path} is missing: run `make gen`")
     text = Template(TEMPLATE.read_text()).substitute(
         admin_port=settings.envoy_admin_port,
         http_host=settings.http_host,

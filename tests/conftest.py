@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
+from tnx.crm.v1 import lead_service_pb2_grpc
 
 from tests.support import db, stack
-from tnx.crm.v1 import lead_service_pb2_grpc
 
 
 @dataclass(frozen=True)

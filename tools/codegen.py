@@ -54,11 +54,17 @@ def generate_python() -> None:
     if generated.exists():
         shutil.rmtree(generated)
     PY_OUT.mkdir(parents=True, exist_ok=True)
+    # Typed stubs (.pyi) for messages and services come from mypy-protobuf's plugins, so
+    # clients and the server are type-checked against the contract.
+    plugins = Path(sys.executable).parent
     run_protoc(
         [
+            f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
             f"--python_out={PY_OUT}",
-            f"--pyi_out={PY_OUT}",
+            f"--mypy_out={PY_OUT}",
             f"--grpc_python_out={PY_OUT}",
+            f"--mypy_grpc_out={PY_OUT}",
             *own_protos(),
         ]
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.db.engine import AnyRow
 from server.db.tables import api_keys, workspaces
 
 
@@ -14,7 +15,7 @@ async def insert_workspace(conn: AsyncConnection, *, workspace_id: str, name: st
     await conn.execute(insert(workspaces).values(id=workspace_id, name=name))
 
 
-async def find_workspace(conn: AsyncConnection, *, ref: str) -> Row[tuple[str, str]] | None:
+async def find_workspace(conn: AsyncConnection, *, ref: str) -> Row[str, str] | None:
     """A workspace by id, or else by name (names are not unique: the oldest wins)."""
     query = (
         select(workspaces.c.id, workspaces.c.name)
@@ -41,9 +42,7 @@ async def insert_key(
     )
 
 
-async def find_live_key(
-    conn: AsyncConnection, *, prefix: str
-) -> Row[tuple[str, str, bytes]] | None:
+async def find_live_key(conn: AsyncConnection, *, prefix: str) -> Row[str, str, bytes] | None:
     query = select(api_keys.c.id, api_keys.c.workspace_id, api_keys.c.secret_hash).where(
         api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None)
     )
@@ -54,7 +53,7 @@ async def touch_key(conn: AsyncConnection, *, key_id: str, now: datetime) -> Non
     await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
 
 
-async def list_keys(conn: AsyncConnection, *, workspace_id: str) -> list[Row[tuple[str, ...]]]:
+async def list_keys(conn: AsyncConnection, *, workspace_id: str) -> list[AnyRow]:
     query = (
         select(
             api_keys.c.id,

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+# A result row of any width (SQLAlchemy types rows by their column tuple).
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -11,7 +11,7 @@ predicate. This is the single place where filter semantics live:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -108,7 +108,12 @@ class Compiler:
             return lowered.like(pattern, escape="\\")
         return self.ordered(lowered, cond, lambda c, v: self.string(c, v).lower())
 
-    def ordered(self, column: ColumnElement[Any], cond: Condition, coerce: Any) -> Predicate:
+    def ordered(
+        self,
+        column: ColumnElement[Any],
+        cond: Condition,
+        coerce: Callable[[Condition, Value], object],
+    ) -> Predicate:
         op, value = cond.op, cond.value
         if op == "eq":
             return column == coerce(cond, value)
@@ -118,15 +123,14 @@ class Compiler:
         if op == "between":
             low, high = self.pair(cond)
             return and_(column >= coerce(cond, low), column <= coerce(cond, high))
-        comparisons = {
-            "gt": column.__gt__,
-            "gte": column.__ge__,
-            "lt": column.__lt__,
-            "lte": column.__le__,
-        }
-        if op in comparisons:
-            result: Predicate = comparisons[op](coerce(cond, value))
-            return result
+        if op == "gt":
+            return column > coerce(cond, value)
+        if op == "gte":
+            return column >= coerce(cond, value)
+        if op == "lt":
+            return column < coerce(cond, value)
+        if op == "lte":
+            return column <= coerce(cond, value)
         raise self.fail(f"operator {op!r} does not apply to {cond.field!r}")
 
     # -- custom fields ----------------------------------------------------------------

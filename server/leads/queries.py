@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     and_,
     cast,
@@ -20,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG, array
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.db.engine import AnyRow
 from server.db.tables import leads
 
 LEAD_COLUMNS = [c for c in leads.c if c.name != "search_vector"]
@@ -29,17 +29,17 @@ def _scoped(workspace_id: str, lead_id: str) -> ColumnElement[bool]:
     return and_(leads.c.workspace_id == workspace_id, leads.c.id == lead_id)
 
 
-async def insert_lead(conn: AsyncConnection, *, values: dict[str, Any]) -> Row[Any]:
+async def insert_lead(conn: AsyncConnection, *, values: dict[str, Any]) -> AnyRow:
     result = await conn.execute(insert(leads).values(**values).returning(*LEAD_COLUMNS))
     return result.one()
 
 
-async def get_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> Row[Any] | None:
+async def get_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> AnyRow | None:
     result = await conn.execute(select(*LEAD_COLUMNS).where(_scoped(workspace_id, lead_id)))
     return result.first()
 
 
-async def lock_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> Row[Any] | None:
+async def lock_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> AnyRow | None:
     query = select(*LEAD_COLUMNS).where(_scoped(workspace_id, lead_id)).with_for_update()
     return (await conn.execute(query)).first()
 
@@ -52,7 +52,7 @@ async def update_lead(
     values: dict[str, Any],
     custom_merge: dict[str, Any] | None = None,
     custom_remove: list[str] | None = None,
-) -> Row[Any] | None:
+) -> AnyRow | None:
     """Set columns, and patch custom_fields key by key (merge, then remove) in one statement."""
     assignments: dict[str, Any] = {**values, "updated_at": func.now()}
     if custom_merge or custom_remove:
@@ -88,7 +88,7 @@ async def list_page(
     include_archived: bool,
     after_id: str | None,
     limit: int,
-) -> list[Row[Any]]:
+) -> list[AnyRow]:
     """One keyset page in id order; fetches limit + 1 rows so the caller knows if more follow."""
     conditions = _visible(workspace_id, predicate, include_archived)
     if after_id is not None:
@@ -108,7 +108,7 @@ async def search_page(
     include_archived: bool,
     after: tuple[float, str] | None,
     limit: int,
-) -> list[Row[Any]]:
+) -> list[AnyRow]:
     """One page of matches, best rank first, ties by id; rows carry their `rank`."""
     query_vector = func.to_tsquery(cast(literal("simple"), REGCONFIG), tsquery)
     rank = func.ts_rank_cd(leads.c.search_vector, query_vector)

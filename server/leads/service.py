@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Row, func, null
+from sqlalchemy import func, null
 from sqlalchemy.exc import IntegrityError
 
 from server import ids
-from server.db.engine import Database
+from server.db.engine import AnyRow, Database
 from server.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from server.events import service as events
 from server.filtering import expression
@@ -105,7 +105,7 @@ class Page:
     next_cursor: str
 
 
-def _to_lead(row: Row[Any]) -> Lead:
+def _to_lead(row: AnyRow) -> Lead:
     values = row._mapping
     return Lead(
         **{f.name: values[f.name] for f in fields(Lead) if f.name != "segment_ids"}, segment_ids=[]

@@ -27,8 +27,8 @@ _CODES: list[tuple[type[errors.DomainError], int]] = [
 def _code_for(exc: errors.DomainError) -> int:
     for kind, code in _CODES:
         if isinstance(exc, kind):
-            return code
-    return code_pb2.INTERNAL
+            return int(code)
+    return int(code_pb2.INTERNAL)
 
 
 def _packed(message: object) -> any_pb2.Any:

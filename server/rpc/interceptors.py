@@ -119,15 +119,17 @@ def _wrap_streaming(call_factory: Callable[[], _Call], inner: Behavior) -> Behav
     return behavior
 
 
-class RequestInterceptor(grpc.aio.ServerInterceptor):
+class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -151,6 +153,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_streaming(factory, handler.unary_stream), **codecs
             )
+        assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
             _wrap_streaming(factory, handler.stream_stream), **codecs
         )

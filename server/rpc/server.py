@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -49,7 +50,7 @@ def build_server(
     settings: Settings,
     *,
     extra: Callable[[grpc.aio.Server], None] | None = None,
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+) -> tuple[grpc.aio.Server, Any]:
     """The server with every public service registered; `extra` may register more (the
     benchmark's echo service) so they run behind exactly the same pipeline."""
     server = grpc.aio.server(
@@ -63,7 +64,7 @@ def build_server(
     lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
         LeadServicer(app.db, app.cursors), server
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if extra is not None:
         extra(server)

@@ -9,20 +9,26 @@ import sys
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tnx.crm.v1 import lead_service_pb2, lead_service_pb2_grpc
 
 from server.auth import keys
 from tests.conftest import Workspace
 from tests.support import db
 from tests.support.errors import details
-from tnx.crm.v1 import lead_service_pb2, lead_service_pb2_grpc
 
 Stub = lead_service_pb2_grpc.LeadServiceStub
 
 
 def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CRM_DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, capture_output=True,
-                          text=True, check=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
 
 
 def list_with(stub: Stub, authorization: str | None) -> grpc.RpcError:

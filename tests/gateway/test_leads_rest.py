@@ -43,8 +43,12 @@ def error_of(reply: requests.Response, status: int) -> tuple[str, list[str]]:
 
 
 def test_create_get_patch_archive_round_trip_in_snake_case_json(api: Api) -> None:
-    lead = api.create(email="Rest@Example.com", firstName="Rae", title="Head of Growth",
-                      custom_fields={"industry": "SaaS", "employees": 80})  # fmt: skip
+    lead = api.create(
+        email="Rest@Example.com",
+        firstName="Rae",
+        title="Head of Growth",
+        custom_fields={"industry": "SaaS", "employees": 80},
+    )
     assert lead["email"] == "rest@example.com" and lead["first_name"] == "Rae"
     assert lead["custom_fields"] == {"industry": "SaaS", "employees": 80}
     assert lead["status"] == "LEAD_STATUS_NEW" and lead["segment_ids"] == []
@@ -52,12 +56,19 @@ def test_create_get_patch_archive_round_trip_in_snake_case_json(api: Api) -> Non
     fetched = api.call("GET", f"{LEADS}/{lead['id']}").json()
     assert fetched == lead
 
-    patched = api.call("PATCH", f"{LEADS}/{lead['id']}", params={"update_mask": "title,custom_fields.employees"},
-                       json={"title": "VP Growth", "first_name": "ignored", "custom_fields": {"employees": 90}})  # fmt: skip
+    patched = api.call(
+        "PATCH",
+        f"{LEADS}/{lead['id']}",
+        params={"update_mask": "title,custom_fields.employees"},
+        json={"title": "VP Growth", "first_name": "ignored", "custom_fields": {"employees": 90}},
+    )
     assert patched.status_code == 200, patched.text
     body = patched.json()
     assert (body["title"], body["first_name"], body["custom_fields"]) == (
-        "VP Growth", "Rae", {"industry": "SaaS", "employees": 90})  # fmt: skip
+        "VP Growth",
+        "Rae",
+        {"industry": "SaaS", "employees": 90},
+    )
 
     archived = api.call("POST", f"{LEADS}/{lead['id']}:archive", json={}).json()
     assert archived["archived_at"]
@@ -104,8 +115,13 @@ def test_bad_key_is_401_with_a_json_status(
     assert reason.startswith("API_KEY_")
 
 
-def test_lead_of_another_workspace_is_404(api: Api, other_workspace: Workspace, http: requests.Session,
-                                           gateway_url: str, database_url: str) -> None:  # fmt: skip
+def test_lead_of_another_workspace_is_404(
+    api: Api,
+    other_workspace: Workspace,
+    http: requests.Session,
+    gateway_url: str,
+    database_url: str,
+) -> None:
     theirs = Api(http, gateway_url, other_workspace).create(email="theirs@example.com")
     before = db.snapshot(database_url, other_workspace.id)
     assert error_of(api.call("GET", f"{LEADS}/{theirs['id']}"), 404)[0] == "LEAD_NOT_FOUND"

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
+from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from tests.conftest import Workspace
 from tests.support import db
 from tests.support.errors import details
-from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 Stub = lead_service_pb2_grpc.LeadServiceStub
 
 
-def custom(**values: object) -> struct_pb2.Struct:
+def custom(**values: Any) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(values)
     return message
@@ -29,8 +32,14 @@ def create(stub: Stub, ws: Workspace, **fields: object) -> lead_pb2.Lead:
 def test_created_lead_comes_back_with_id_defaults_and_normalised_email(
     leads: Stub, workspace: Workspace
 ) -> None:
-    lead = create(leads, workspace, email="  Jane.Doe@Acme.COM ", first_name="Jane", title="Head of Growth",
-                  custom_fields=custom(industry="SaaS", seats=40))  # fmt: skip
+    lead = create(
+        leads,
+        workspace,
+        email="  Jane.Doe@Acme.COM ",
+        first_name="Jane",
+        title="Head of Growth",
+        custom_fields=custom(industry="SaaS", seats=40),
+    )
     assert lead.id.startswith("lead_")
     assert lead.email == "jane.doe@acme.com"
     assert lead.source == "api"
@@ -65,8 +74,14 @@ def test_same_email_may_exist_in_two_workspaces(
 
 
 def test_update_with_mask_changes_only_named_fields(leads: Stub, workspace: Workspace) -> None:
-    lead = create(leads, workspace, email="mask@example.com", first_name="Ann", title="CTO",
-                  custom_fields=custom(industry="SaaS", tier="gold"))  # fmt: skip
+    lead = create(
+        leads,
+        workspace,
+        email="mask@example.com",
+        first_name="Ann",
+        title="CTO",
+        custom_fields=custom(industry="SaaS", tier="gold"),
+    )
     patch = lead_pb2.Lead(
         id=lead.id, first_name="Anne", title="ignored", custom_fields=custom(tier="platinum")
     )
@@ -202,7 +217,7 @@ def test_lead_of_another_workspace_is_not_found(
 ) -> None:
     theirs = create(leads, other_workspace, email="theirs@example.com")
     before = db.snapshot(database_url, other_workspace.id)
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: leads.GetLead(
             lead_service_pb2.GetLeadRequest(id=theirs.id), metadata=workspace.metadata
         ),
@@ -228,11 +243,16 @@ def test_every_change_writes_an_outbox_event_in_order(
     leads: Stub, workspace: Workspace, database_url: str
 ) -> None:
     lead = create(leads, workspace, email="events@example.com")
-    leads.UpdateLead(lead_service_pb2.UpdateLeadRequest(lead=lead_pb2.Lead(id=lead.id, title="CEO")),
-                     metadata=workspace.metadata)  # fmt: skip
+    leads.UpdateLead(
+        lead_service_pb2.UpdateLeadRequest(lead=lead_pb2.Lead(id=lead.id, title="CEO")),
+        metadata=workspace.metadata,
+    )
     leads.ArchiveLead(lead_service_pb2.ArchiveLeadRequest(id=lead.id), metadata=workspace.metadata)
-    rows = db.query(database_url, "SELECT type, subject_id FROM events WHERE workspace_id = %s ORDER BY id",
-                    workspace.id)  # fmt: skip
+    rows = db.query(
+        database_url,
+        "SELECT type, subject_id FROM events WHERE workspace_id = %s ORDER BY id",
+        workspace.id,
+    )
     assert rows == [
         ("lead.created", lead.id),
         ("lead.updated", lead.id),

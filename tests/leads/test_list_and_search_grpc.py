@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
+from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from tests.conftest import Workspace
 from tests.support import db
 from tests.support.errors import details
-from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 Stub = lead_service_pb2_grpc.LeadServiceStub
 
 
 def add(stub: Stub, ws: Workspace, email: str, **fields: object) -> lead_pb2.Lead:
-    custom = fields.pop("custom", None)
+    custom: Any = fields.pop("custom", None)
     lead = lead_pb2.Lead(email=email, **fields)  # type: ignore[arg-type]
     if custom:
         lead.custom_fields.update(custom)
@@ -39,12 +41,33 @@ def invalid(call: object) -> tuple[str, list[str]]:
 
 @pytest.fixture
 def crowd(leads: Stub, workspace: Workspace) -> Workspace:
-    add(leads, workspace, "ana@saas.io", title="Head of Growth", score=80, source="webinar",
-        custom={"industry": "SaaS", "employees": 120, "beta": True})  # fmt: skip
-    add(leads, workspace, "bob@shop.com", title="Growth Marketer", score=40, source="import",
-        custom={"industry": "Retail", "employees": 30})  # fmt: skip
-    add(leads, workspace, "cy@saas.io", title="CTO", score=55, source="webinar",
-        custom={"industry": "saas", "employees": "many"})  # fmt: skip
+    add(
+        leads,
+        workspace,
+        "ana@saas.io",
+        title="Head of Growth",
+        score=80,
+        source="webinar",
+        custom={"industry": "SaaS", "employees": 120, "beta": True},
+    )
+    add(
+        leads,
+        workspace,
+        "bob@shop.com",
+        title="Growth Marketer",
+        score=40,
+        source="import",
+        custom={"industry": "Retail", "employees": 30},
+    )
+    add(
+        leads,
+        workspace,
+        "cy@saas.io",
+        title="CTO",
+        score=55,
+        source="webinar",
+        custom={"industry": "saas", "employees": "many"},
+    )
     add(leads, workspace, "di@bank.com", title="VP Sales", score=10, source="manual")
     return workspace
 
@@ -81,8 +104,12 @@ def test_leads_created_between_pages_do_not_disturb_the_walk(
 def test_limit_defaults_to_50_and_clamps_at_1000(
     leads: Stub, workspace: Workspace, database_url: str
 ) -> None:
-    db.execute(database_url, "INSERT INTO leads (id, workspace_id, email) SELECT 'lead_' || lpad(g::text, 26, '0'), "
-             "%s, 'bulk' || g || '@example.com' FROM generate_series(1, 1005) g", workspace.id)  # fmt: skip
+    db.execute(
+        database_url,
+        "INSERT INTO leads (id, workspace_id, email) SELECT 'lead_' || lpad(g::text, 26, '0'), "
+        "%s, 'bulk' || g || '@example.com' FROM generate_series(1, 1005) g",
+        workspace.id,
+    )
     default = leads.ListLeads(lead_service_pb2.ListLeadsRequest(), metadata=workspace.metadata)
     assert len(default.leads) == 50 and default.next_cursor
     clamped = leads.ListLeads(
@@ -142,9 +169,18 @@ def test_filter_expression_selects_matching_leads(
 
 @pytest.mark.parametrize(
     "expression",
-    ["shoe_size = 3", "score >= ", "score >= 50 AND", 'custom.industry = "x" )', "score = \"high\"",
-     'created_at > "last tuesday"', "status = \"sleeping\"", "(score > 1", "score ~ 5"],
-)  # fmt: skip
+    [
+        "shoe_size = 3",
+        "score >= ",
+        "score >= 50 AND",
+        'custom.industry = "x" )',
+        'score = "high"',
+        'created_at > "last tuesday"',
+        'status = "sleeping"',
+        "(score > 1",
+        "score ~ 5",
+    ],
+)
 def test_bad_filter_expression_is_invalid_argument_naming_filter(
     leads: Stub, crowd: Workspace, expression: str
 ) -> None:
@@ -263,7 +299,7 @@ def test_search_pages_with_a_cursor_and_honours_filter(leads: Stub, workspace: W
 
 
 def test_search_without_words_is_invalid(leads: Stub, workspace: Workspace) -> None:
-    reason, fields = invalid(
+    _, fields = invalid(
         lambda: leads.SearchLeads(
             lead_service_pb2.SearchLeadsRequest(query=" ?! "), metadata=workspace.metadata
         )

@@ -21,10 +21,20 @@ def test_up_serves_rest_with_a_cli_created_key_and_stops_every_child_on_sigterm(
 ) -> None:
     grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRM_DATABASE_URL"}
-    env.update(CRM_DATA_DIR=str(tmp_path / "data"), CRM_GRPC_PORT=str(grpc_port),
-               CRM_HTTP_PORT=str(http_port), CRM_ENVOY_ADMIN_PORT=str(admin_port))  # fmt: skip
-    up = subprocess.Popen([sys.executable, "-m", "server.cli", "up"], env=env, cwd=REPO_ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    env.update(
+        CRM_DATA_DIR=str(tmp_path / "data"),
+        CRM_GRPC_PORT=str(grpc_port),
+        CRM_HTTP_PORT=str(http_port),
+        CRM_ENVOY_ADMIN_PORT=str(admin_port),
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "up"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert up.stdout is not None
         banner = []
@@ -37,13 +47,22 @@ def test_up_serves_rest_with_a_cli_created_key_and_stops_every_child_on_sigterm(
         assert any(f"127.0.0.1:{http_port}" in line for line in banner), "".join(banner)
         children = psutil.Process(up.pid).children(recursive=True)
 
-        created = subprocess.run([sys.executable, "-m", "server.cli", "workspaces", "create", "acme"],
-                                 env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-                                 timeout=60)  # fmt: skip
+        created = subprocess.run(
+            [sys.executable, "-m", "server.cli", "workspaces", "create", "acme"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         key = created.stdout.strip().splitlines()[-1]
-        reply = requests.post(f"http://127.0.0.1:{http_port}/api/v1/crm/leads",
-                              headers={"Authorization": f"Bearer {key}"}, json={"email": "up@example.com"},
-                              timeout=10)  # fmt: skip
+        reply = requests.post(
+            f"http://127.0.0.1:{http_port}/api/v1/crm/leads",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"email": "up@example.com"},
+            timeout=10,
+        )
         assert reply.status_code == 200, reply.text
         assert reply.json()["email"] == "up@example.com"
 

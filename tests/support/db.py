@@ -77,7 +77,11 @@ def execute(url: str, sql: str, *params: Any) -> None:
 
 def snapshot(url: str, workspace_id: str) -> list[tuple[Any, ...]]:
     """Everything a workspace owns, to show that a refused request changed nothing."""
-    leads = query(url, "SELECT id, email, updated_at, archived_at, custom_fields::text FROM leads "
-                  "WHERE workspace_id = %s ORDER BY id", workspace_id)  # fmt: skip
+    leads = query(
+        url,
+        "SELECT id, email, updated_at, archived_at, custom_fields::text FROM leads "
+        "WHERE workspace_id = %s ORDER BY id",
+        workspace_id,
+    )
     events = query(url, "SELECT count(*) FROM events WHERE workspace_id = %s", workspace_id)
     return [*leads, *events]

@@ -66,8 +66,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def grpc_server(database_url: str, log_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
     """`tnx-crm serve` as its own process; yields (address, port)."""
     port = free_port()
-    env = {**os.environ, "CRM_DATABASE_URL": database_url, "CRM_GRPC_PORT": str(port),
-           "CRM_LOG_LEVEL": "WARNING", **extra_env}  # fmt: skip
+    env = {
+        **os.environ,
+        "CRM_DATABASE_URL": database_url,
+        "CRM_GRPC_PORT": str(port),
+        "CRM_LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve"],
@@ -87,8 +92,13 @@ def grpc_server(database_url: str, log_path: Path, **extra_env: str) -> Iterator
 def envoy_gateway(grpc_port: int, work_dir: Path) -> Iterator[str]:
     """The real Envoy gateway in front of a server; yields its base URL."""
     http_port, admin_port = free_port(), free_port()
-    env = {**os.environ, "CRM_GRPC_PORT": str(grpc_port), "CRM_HTTP_PORT": str(http_port),
-           "CRM_ENVOY_ADMIN_PORT": str(admin_port), "CRM_DATA_DIR": str(work_dir)}  # fmt: skip
+    env = {
+        **os.environ,
+        "CRM_GRPC_PORT": str(grpc_port),
+        "CRM_HTTP_PORT": str(http_port),
+        "CRM_ENVOY_ADMIN_PORT": str(admin_port),
+        "CRM_DATA_DIR": str(work_dir),
+    }
     old = dict(os.environ)
     os.environ.update(env)
     try:
