@@ -41,3 +41,19 @@ bench: $(STAMP) gateway/build/descriptor.binpb
 
 clean:
 	rm -rf $(VENV) build gateway/build
+
+# Contract checks. buf is the npm package @bufbuild/buf pinned in package-lock.json and
+# installed into node_modules/ on first use (npm ci); outside CI these skip with a printed
+# reason when npm is missing, under CI=true that is a failure. See tools/buf_check.sh.
+.PHONY: lint-proto breaking check-generated
+
+lint-proto: $(STAMP)
+	bash tools/buf_check.sh lint
+
+breaking: $(STAMP)
+	bash tools/buf_check.sh breaking
+
+# Regenerates clients/python with tools/codegen.py and fails on any diff or untracked file,
+# then checks that `buf generate` (buf.gen.yaml) gives the same files.
+check-generated: $(STAMP)
+	bash tools/check_generated.sh
