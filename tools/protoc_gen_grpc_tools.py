@@ -7,7 +7,8 @@ bridges the two: it writes the already-compiled descriptors buf hands it to a te
 FileDescriptorSet, runs `grpc_tools.protoc --descriptor_set_in=...` with the generators named
 in the plugin parameter (comma-separated, default `python,pyi,grpc_python`), and returns the
 files. A name that is not built into grpc_tools.protoc (e.g. `mypy`, `mypy_grpc` from
-mypy-protobuf) runs the `protoc-gen-NAME` installed next to this Python, as codegen.py does. Package `__init__.py` files and `py.typed` are added the way tools/codegen.py adds them.
+mypy-protobuf) runs the `protoc-gen-NAME` installed next to this Python, as codegen.py does.
+Package `__init__.py` files and `py.typed` are added the way tools/codegen.py adds them.
 
 One normalisation keeps the output byte-identical to protoc reading the .proto sources: buf
 fills in every field's `json_name`, while protoc records it only when the source sets it, and
