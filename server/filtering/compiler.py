@@ -78,7 +78,8 @@ class Compiler:
         spec = self.fields.get(cond.field)
         if spec is None:
             raise self.fail(f"unknown field {cond.field!r}")
-        return self.builtin(spec, cond)
+        predicate = self.builtin(spec, cond)
+        return spec.scope(predicate) if spec.scope is not None else predicate
 
     # -- built-in columns -------------------------------------------------------------
 

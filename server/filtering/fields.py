@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, and_, exists, func
 from sqlalchemy.sql.expression import literal_column
 
-from server.db.tables import leads
+from server.db.tables import companies, leads
 
 
 class Kind(Enum):
@@ -29,6 +29,9 @@ class FieldSpec:
     column: Callable[[], ColumnElement[object]]
     enum_values: frozenset[str] = frozenset()
     nullable: bool = False  # strings are stored as '' when absent; timestamps as NULL
+    # For a field of a related row (a lead's `company.*`): wraps the condition on that row
+    # into a predicate on the filtered row, e.g. EXISTS (the linked company matches).
+    scope: Callable[[ColumnElement[bool]], ColumnElement[bool]] | None = None
 
 
 CUSTOM_PREFIX = "custom."
@@ -67,6 +70,61 @@ LEAD_FIELDS: dict[str, FieldSpec] = {
         _spec("archived_at", Kind.TIMESTAMP, nullable=True),
     ]
 }
+
+
+def _company_spec(name: str, kind: Kind, **extra: object) -> FieldSpec:
+    column = getattr(companies.c, name)
+    return FieldSpec(name=name, kind=kind, column=lambda: column, **extra)  # type: ignore[arg-type]
+
+
+# The firmographics a company list or a lead's `company.*` condition may name.
+COMPANY_FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in [
+        _company_spec("id", Kind.STRING),
+        _company_spec("name", Kind.STRING),
+        _company_spec("domain", Kind.EMAIL, nullable=True),
+        _company_spec("industry", Kind.STRING),
+        _company_spec("employee_count", Kind.NUMBER, nullable=True),
+        _company_spec("annual_revenue", Kind.NUMBER, nullable=True),
+        _company_spec("annual_revenue_currency", Kind.STRING),
+        _company_spec("country", Kind.STRING),
+        _company_spec("city", Kind.STRING),
+        _company_spec("founded_year", Kind.NUMBER, nullable=True),
+        _company_spec("parent_company_id", Kind.STRING, nullable=True),
+        _company_spec("created_at", Kind.TIMESTAMP, nullable=True),
+        _company_spec("archived_at", Kind.TIMESTAMP, nullable=True),
+    ]
+}
+
+
+def _linked_company(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The lead's linked company satisfies the condition. EXISTS rather than a join keeps
+    one row per lead and lets the planner run it as a semi-join; a lead without a company
+    matches no positive condition (and so every negated one)."""
+    return exists().where(
+        and_(
+            companies.c.workspace_id == leads.c.workspace_id,
+            companies.c.id == leads.c.company_id,
+            condition,
+        )
+    )
+
+
+COMPANY_PREFIX = "company."
+LEAD_FIELDS.update(
+    {
+        f"{COMPANY_PREFIX}{name}": FieldSpec(
+            name=f"{COMPANY_PREFIX}{name}",
+            kind=spec.kind,
+            column=spec.column,
+            enum_values=spec.enum_values,
+            nullable=spec.nullable,
+            scope=_linked_company,
+        )
+        for name, spec in COMPANY_FIELDS.items()
+    }
+)
 
 
 def custom_fields_column() -> ColumnElement[object]:

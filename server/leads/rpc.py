@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
+from server.companies import rpc as companies_rpc
 from server.db.engine import Database
 from server.leads import service
 from server.pagination import CursorCodec
@@ -62,6 +63,9 @@ def to_proto(lead: service.Lead) -> lead_pb2.Lead:
         created_at=_timestamp(lead.created_at),
         updated_at=_timestamp(lead.updated_at),
         archived_at=_timestamp(lead.archived_at),
+        linked_company=(
+            companies_rpc.to_proto(lead.linked_company) if lead.linked_company else None
+        ),
     )
 
 
@@ -107,6 +111,7 @@ def filters_from(request: Any) -> service.LeadFilters:
         created_before=when("created_before"),
         filter=request.filter,
         include_archived=request.include_archived,
+        company_group_id=getattr(request, "company_group_id", ""),
     )
 
 

@@ -9,10 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, null
+from sqlalchemy import ColumnElement, and_, func, null
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import ids
+from server.companies import linking
+from server.companies.service import Company
 from server.db.engine import AnyRow, Database
 from server.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from server.events import service as events
@@ -44,6 +47,7 @@ WRITABLE = (
     "last_activity_at",
 )
 CUSTOM_PATH = "custom_fields."
+Predicate = ColumnElement[bool]
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Lead:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    linked_company: Company | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class LeadFilters:
     created_before: datetime | None = None
     filter: str = ""
     include_archived: bool = False
+    company_group_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,11 +111,24 @@ class Page:
     next_cursor: str
 
 
-def _to_lead(row: AnyRow) -> Lead:
+def _to_lead(row: AnyRow, linked: dict[str, Company] | None = None) -> Lead:
     values = row._mapping
-    return Lead(
-        **{f.name: values[f.name] for f in fields(Lead) if f.name != "segment_ids"}, segment_ids=[]
+    lead = Lead(
+        **{f.name: values[f.name] for f in fields(Lead) if f.name not in _DERIVED}, segment_ids=[]
     )
+    # The linked company is the source of truth for the name a linked lead shows.
+    company = (linked or {}).get(lead.company_id or "")
+    return replace(lead, company=company.name, linked_company=company) if company else lead
+
+
+_DERIVED = ("segment_ids", "linked_company")
+
+
+async def _linked(
+    conn: AsyncConnection, workspace_id: str, rows: list[AnyRow]
+) -> dict[str, Company]:
+    ids_ = {row.company_id for row in rows if row.company_id}
+    return await linking.by_ids(conn, workspace_id=workspace_id, company_ids=ids_)
 
 
 # -- validation -----------------------------------------------------------------------
@@ -170,14 +189,41 @@ def _custom_field_violations(custom: dict[str, Any], prefix: str) -> list[FieldV
     return problems
 
 
-def _check_company(data: LeadInput, paths: set[str], prefix: str) -> None:
-    # No company exists until the company graph lands, so any id is an unknown one.
+async def _company_link(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    lead_id: str | None,
+    data: LeadInput,
+    paths: set[str],
+) -> dict[str, Any]:
+    """The company_id/company values a write sets (lead_id None: a create). An explicit
+    company_id links (an empty one on update unlinks); otherwise a lead with no company is
+    linked by its email's domain. A linked lead's stored `company` is its company's name,
+    so lead search and the `company` filter see the same name the lead shows."""
     if "company_id" in paths and data.company_id:
-        raise NotFound(
-            message=f"company {data.company_id!r} not found",
-            reason="COMPANY_NOT_FOUND",
-            violations=[FieldViolation(f"{prefix}company_id", "unknown company")],
+        company = await linking.explicit(
+            conn,
+            workspace_id=workspace_id,
+            company_id=data.company_id,
+            field_name="lead.company_id",
         )
+        return {"company_id": company.id, "company": company.name}
+    if "company_id" in paths and lead_id is not None:
+        return {"company_id": None}
+    if lead_id is not None:
+        if not paths & {"company", "email"}:
+            return {}
+        current = await queries.lock_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
+        if current is None:
+            raise NotFound.resource("lead", lead_id)
+        if current.company_id is not None:
+            return {"company": current.company}
+    if "email" in paths:
+        found = await linking.by_email(conn, workspace_id=workspace_id, email=data.email)
+        if found is not None:
+            return {"company_id": found.id, "company": found.name}
+    return {}
 
 
 def _duplicate_email(email: str) -> AlreadyExists:
@@ -198,7 +244,6 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 
 async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Lead:
     clean = _validate(data, set(WRITABLE), prefix="lead.")
-    _check_company(clean, set(WRITABLE), prefix="lead.")
     values = {
         "id": ids.new_id("lead"),
         "workspace_id": workspace_id,
@@ -208,6 +253,11 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
     }
     try:
         async with db.transaction() as conn:
+            values.update(
+                await _company_link(
+                    conn, workspace_id=workspace_id, lead_id=None, data=clean, paths=set(WRITABLE)
+                )
+            )
             row = await queries.insert_lead(conn, values=values)
             await events.record(
                 conn,
@@ -216,19 +266,21 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
                 subject_id=row.id,
                 payload={"email": row.email},
             )
+            linked = await _linked(conn, workspace_id, [row])
     except IntegrityError as exc:
         if _is_unique_violation(exc):
             raise _duplicate_email(clean.email) from None
         raise
-    return _to_lead(row)
+    return _to_lead(row, linked)
 
 
 async def get_lead(db: Database, *, workspace_id: str, lead_id: str) -> Lead:
     async with db.transaction() as conn:
         row = await queries.get_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
-    if row is None:
-        raise NotFound.resource("lead", lead_id)
-    return _to_lead(row)
+        if row is None:
+            raise NotFound.resource("lead", lead_id)
+        linked = await _linked(conn, workspace_id, [row])
+    return _to_lead(row, linked)
 
 
 def _resolve_paths(paths: list[str]) -> tuple[set[str], list[str]]:
@@ -264,7 +316,6 @@ async def update_lead(
     whole, custom_keys = _resolve_paths(paths)
     checked = whole | ({"custom_fields"} if custom_keys else set())
     clean = _validate(data, checked, prefix="lead.")
-    _check_company(clean, whole, prefix="lead.")
     values: dict[str, Any] = {
         n: getattr(clean, n) for n in whole if n not in ("custom_fields", "company_id")
     }
@@ -283,6 +334,11 @@ async def update_lead(
         values["status"] = DEFAULT_STATUS
     try:
         async with db.transaction() as conn:
+            values.update(
+                await _company_link(
+                    conn, workspace_id=workspace_id, lead_id=lead_id, data=clean, paths=whole
+                )
+            )
             row = await queries.update_lead(
                 conn,
                 workspace_id=workspace_id,
@@ -293,6 +349,7 @@ async def update_lead(
             )
             if row is None:
                 raise NotFound.resource("lead", lead_id)
+            linked = await _linked(conn, workspace_id, [row])
             changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
             await events.record(
                 conn,
@@ -305,7 +362,7 @@ async def update_lead(
         if _is_unique_violation(exc):
             raise _duplicate_email(clean.email) from None
         raise
-    return _to_lead(row)
+    return _to_lead(row, linked)
 
 
 async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archived: bool) -> Lead:
@@ -315,7 +372,7 @@ async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archive
         if row is None:
             raise NotFound.resource("lead", lead_id)
         if (row.archived_at is not None) == archived:
-            return _to_lead(row)
+            return _to_lead(row, await _linked(conn, workspace_id, [row]))
         updated = await queries.update_lead(
             conn,
             workspace_id=workspace_id,
@@ -329,7 +386,8 @@ async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archive
             event_type="lead.archived" if archived else "lead.unarchived",
             subject_id=lead_id,
         )
-    return _to_lead(updated)
+        linked = await _linked(conn, workspace_id, [updated])
+    return _to_lead(updated, linked)
 
 
 # -- queries --------------------------------------------------------------------------
@@ -383,6 +441,7 @@ async def list_leads(
             raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
         after_id = position[0]
     async with db.transaction() as conn:
+        predicate = await _in_group(conn, workspace_id, filters, predicate)
         rows = await queries.list_page(
             conn,
             workspace_id=workspace_id,
@@ -391,6 +450,7 @@ async def list_leads(
             after_id=after_id,
             limit=size,
         )
+        linked = await _linked(conn, workspace_id, rows)
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = (
@@ -398,7 +458,21 @@ async def list_leads(
         if more
         else ""
     )
-    return Page(leads=[_to_lead(r) for r in rows], next_cursor=next_cursor)
+    return Page(leads=[_to_lead(r, linked) for r in rows], next_cursor=next_cursor)
+
+
+async def _in_group(
+    conn: AsyncConnection, workspace_id: str, filters: LeadFilters, predicate: Predicate
+) -> Predicate:
+    if not filters.company_group_id:
+        return predicate
+    group = await linking.group_filter(
+        conn,
+        workspace_id=workspace_id,
+        company_id=filters.company_group_id,
+        field_name="company_group_id",
+    )
+    return and_(predicate, group)
 
 
 def search_terms(text: str) -> str:
@@ -436,6 +510,7 @@ async def search_leads(
             raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
         after = (float(position[0]), position[1])
     async with db.transaction() as conn:
+        predicate = await _in_group(conn, workspace_id, filters, predicate)
         rows = await queries.search_page(
             conn,
             workspace_id=workspace_id,
@@ -445,6 +520,7 @@ async def search_leads(
             after=after,
             limit=size,
         )
+        linked = await _linked(conn, workspace_id, rows)
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = ""
@@ -453,4 +529,4 @@ async def search_leads(
         next_cursor = codec.encode(
             workspace_id=workspace_id, query=query_key, position=[last.rank, last.id]
         )
-    return Page(leads=[_to_lead(r) for r in rows], next_cursor=next_cursor)
+    return Page(leads=[_to_lead(r, linked) for r in rows], next_cursor=next_cursor)

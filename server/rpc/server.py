@@ -13,9 +13,15 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tnx.crm.v1 import lead_service_pb2, lead_service_pb2_grpc
+from tnx.crm.v1 import (
+    company_service_pb2,
+    company_service_pb2_grpc,
+    lead_service_pb2,
+    lead_service_pb2_grpc,
+)
 
 from server.auth.service import Authenticator
+from server.companies.rpc import CompanyServicer
 from server.config import Settings
 from server.db.engine import Database, make_engine
 from server.db.secrets import shared_secret
@@ -28,6 +34,7 @@ log = logging.getLogger("tnx.server")
 
 SERVICE_NAMES = [
     lead_service_pb2.DESCRIPTOR.services_by_name["LeadService"].full_name,
+    company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"].full_name,
 ]
 SHUTDOWN_GRACE_S = 5.0
 
@@ -63,6 +70,9 @@ def build_server(
     )
     lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
         LeadServicer(app.db, app.cursors), server
+    )
+    company_service_pb2_grpc.add_CompanyServiceServicer_to_server(
+        CompanyServicer(app.db, app.cursors), server
     )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

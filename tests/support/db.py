@@ -79,9 +79,15 @@ def snapshot(url: str, workspace_id: str) -> list[tuple[Any, ...]]:
     """Everything a workspace owns, to show that a refused request changed nothing."""
     leads = query(
         url,
-        "SELECT id, email, updated_at, archived_at, custom_fields::text FROM leads "
-        "WHERE workspace_id = %s ORDER BY id",
+        "SELECT id, email, updated_at, archived_at, custom_fields::text, company_id, company "
+        "FROM leads WHERE workspace_id = %s ORDER BY id",
+        workspace_id,
+    )
+    companies = query(
+        url,
+        "SELECT id, name, domain, parent_company_id, updated_at, archived_at, "
+        "custom_fields::text FROM companies WHERE workspace_id = %s ORDER BY id",
         workspace_id,
     )
     events = query(url, "SELECT count(*) FROM events WHERE workspace_id = %s", workspace_id)
-    return [*leads, *events]
+    return [*leads, *companies, *events]

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tnx.crm.v1 import company_pb2 as tnx_dot_crm_dot_v1_dot_company__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tnx/crm/v1/lead.proto\x12\ntnx.crm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n\x04Lead\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\r\n\x05phone\x18\x06 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x07 \x01(\t\x12\x12\n\ncompany_id\x18\x08 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\x12\r\n\x05score\x18\n \x01(\x05\x12&\n\x06status\x18\x0b \x01(\x0e\x32\x16.tnx.crm.v1.LeadStatus\x12.\n\rcustom_fields\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bsegment_ids\x18\r \x03(\t\x12\x34\n\x10last_activity_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61rchived_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xac\x01\n\nLeadStatus\x12\x1b\n\x17LEAD_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fLEAD_STATUS_NEW\x10\x01\x12\x19\n\x15LEAD_STATUS_CONTACTED\x10\x02\x12\x19\n\x15LEAD_STATUS_QUALIFIED\x10\x03\x12\x18\n\x14LEAD_STATUS_CUSTOMER\x10\x04\x12\x1c\n\x18LEAD_STATUS_DISQUALIFIED\x10\x05\x42\x12Z\x10tnx/crm/v1;crmv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tnx/crm/v1/lead.proto\x12\ntnx.crm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18tnx/crm/v1/company.proto\"\x8b\x04\n\x04Lead\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\r\n\x05phone\x18\x06 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x07 \x01(\t\x12\x12\n\ncompany_id\x18\x08 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\x12\r\n\x05score\x18\n \x01(\x05\x12&\n\x06status\x18\x0b \x01(\x0e\x32\x16.tnx.crm.v1.LeadStatus\x12.\n\rcustom_fields\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bsegment_ids\x18\r \x03(\t\x12\x34\n\x10last_activity_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61rchived_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0elinked_company\x18\x12 \x01(\x0b\x32\x13.tnx.crm.v1.Company*\xac\x01\n\nLeadStatus\x12\x1b\n\x17LEAD_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fLEAD_STATUS_NEW\x10\x01\x12\x19\n\x15LEAD_STATUS_CONTACTED\x10\x02\x12\x19\n\x15LEAD_STATUS_QUALIFIED\x10\x03\x12\x18\n\x14LEAD_STATUS_CUSTOMER\x10\x04\x12\x1c\n\x18LEAD_STATUS_DISQUALIFIED\x10\x05\x42\x12Z\x10tnx/crm/v1;crmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +35,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tnx.crm.v1.lead_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\020tnx/crm/v1;crmv1'
-  _globals['_LEADSTATUS']._serialized_start=582
-  _globals['_LEADSTATUS']._serialized_end=754
-  _globals['_LEAD']._serialized_start=101
-  _globals['_LEAD']._serialized_end=579
+  _globals['_LEADSTATUS']._serialized_start=653
+  _globals['_LEADSTATUS']._serialized_end=825
+  _globals['_LEAD']._serialized_start=127
+  _globals['_LEAD']._serialized_end=650
 # @@protoc_insertion_point(module_scope)

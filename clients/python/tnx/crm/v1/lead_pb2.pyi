@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from tnx.crm.v1 import company_pb2 as _company_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -68,6 +69,7 @@ class Lead(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ARCHIVED_AT_FIELD_NUMBER: _builtins.int
+    LINKED_COMPANY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. `lead_…`."""
     email: _builtins.str
@@ -107,6 +109,10 @@ class Lead(_message.Message):
     def archived_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Set while the lead is archived."""
 
+    @_builtins.property
+    def linked_company(self) -> _company_pb2.Company:
+        """Output only. The linked company with its firmographics; unset when not linked."""
+
     def __init__(
         self,
         *,
@@ -127,10 +133,11 @@ class Lead(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         archived_at: _timestamp_pb2.Timestamp | None = ...,
+        linked_company: _company_pb2.Company | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "created_at", b"created_at", "custom_fields", b"custom_fields", "last_activity_at", b"last_activity_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "created_at", b"created_at", "custom_fields", b"custom_fields", "last_activity_at", b"last_activity_at", "linked_company", b"linked_company", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "company", b"company", "company_id", b"company_id", "created_at", b"created_at", "custom_fields", b"custom_fields", "email", b"email", "first_name", b"first_name", "id", b"id", "last_activity_at", b"last_activity_at", "last_name", b"last_name", "phone", b"phone", "score", b"score", "segment_ids", b"segment_ids", "source", b"source", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "company", b"company", "company_id", b"company_id", "created_at", b"created_at", "custom_fields", b"custom_fields", "email", b"email", "first_name", b"first_name", "id", b"id", "last_activity_at", b"last_activity_at", "last_name", b"last_name", "linked_company", b"linked_company", "phone", b"phone", "score", b"score", "segment_ids", b"segment_ids", "source", b"source", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -144,6 +144,7 @@ class ListLeadsRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     INCLUDE_ARCHIVED_FIELD_NUMBER: _builtins.int
+    COMPANY_GROUP_ID_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """Page size: default 50, at most 1000 (larger is clamped); negative is INVALID_ARGUMENT."""
     cursor: _builtins.str
@@ -159,6 +160,8 @@ class ListLeadsRequest(_message.Message):
     """An AIP-160 expression, e.g. `score >= 50 AND custom.industry = "SaaS"`."""
     include_archived: _builtins.bool
     """Include archived leads."""
+    company_group_id: _builtins.str
+    """Only leads linked to this company (`cmp_…`) or to any company in the group below it."""
     @_builtins.property
     def last_activity_after(self) -> _timestamp_pb2.Timestamp:
         """Activity and creation time windows (after inclusive, before exclusive)."""
@@ -184,10 +187,11 @@ class ListLeadsRequest(_message.Message):
         created_before: _timestamp_pb2.Timestamp | None = ...,
         filter: _builtins.str = ...,
         include_archived: _builtins.bool = ...,
+        company_group_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_max", b"_score_max", "_score_min", b"_score_min", "created_after", b"created_after", "created_before", b"created_before", "last_activity_after", b"last_activity_after", "last_activity_before", b"last_activity_before", "score_max", b"score_max", "score_min", b"score_min"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_max", b"_score_max", "_score_min", b"_score_min", "created_after", b"created_after", "created_before", b"created_before", "cursor", b"cursor", "filter", b"filter", "include_archived", b"include_archived", "last_activity_after", b"last_activity_after", "last_activity_before", b"last_activity_before", "limit", b"limit", "score_max", b"score_max", "score_min", b"score_min", "segment_id", b"segment_id", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_max", b"_score_max", "_score_min", b"_score_min", "company_group_id", b"company_group_id", "created_after", b"created_after", "created_before", b"created_before", "cursor", b"cursor", "filter", b"filter", "include_archived", b"include_archived", "last_activity_after", b"last_activity_after", "last_activity_before", b"last_activity_before", "limit", b"limit", "score_max", b"score_max", "score_min", b"score_min", "segment_id", b"segment_id", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_max: _TypeAlias = _typing.Literal["score_max"]  # noqa: Y015
     _WhichOneofArgType__score_max: _TypeAlias = _typing.Literal["_score_max", b"_score_max"]  # noqa: Y015

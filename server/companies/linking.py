@@ -1,0 +1,73 @@
+"""How leads meet companies: the explicit link a client asks for, the automatic link by
+email domain, the linked company read back with a lead, and the "in the group of company X"
+lead filter. The leads domain calls these; it holds no company SQL of its own."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.companies import queries
+from server.companies.mail_domains import is_shared_mail_domain
+from server.companies.service import Company, to_company
+from server.db.tables import leads
+from server.errors import FailedPrecondition, FieldViolation, NotFound
+
+
+async def explicit(
+    conn: AsyncConnection, *, workspace_id: str, company_id: str, field_name: str
+) -> Company:
+    """The live company a client names; another workspace's id is just as unknown."""
+    row = await queries.get_company(conn, workspace_id=workspace_id, company_id=company_id)
+    if row is None:
+        raise NotFound(
+            message=f"company {company_id!r} not found",
+            reason="COMPANY_NOT_FOUND",
+            violations=[FieldViolation(field_name, "unknown company")],
+            metadata={"id": company_id},
+        )
+    if row.archived_at is not None:
+        raise FailedPrecondition(
+            message=f"company {company_id!r} is archived: unarchive it to link leads to it",
+            reason="COMPANY_ARCHIVED",
+            violations=[FieldViolation(field_name, "archived company")],
+            metadata={"id": company_id},
+        )
+    return to_company(row)
+
+
+async def by_email(conn: AsyncConnection, *, workspace_id: str, email: str) -> Company | None:
+    """The live company whose domain is the email's, unless that domain is a free-mail or
+    disposable one (a gmail.com address says nothing about an employer)."""
+    domain = email.rpartition("@")[2].strip().lower()
+    if not domain or is_shared_mail_domain(domain):
+        return None
+    row = await queries.find_live_by_domain(conn, workspace_id=workspace_id, domain=domain)
+    return to_company(row) if row is not None else None
+
+
+async def by_ids(
+    conn: AsyncConnection, *, workspace_id: str, company_ids: set[str]
+) -> dict[str, Company]:
+    """The linked companies of a page of leads, in one query."""
+    if not company_ids:
+        return {}
+    rows = await queries.get_companies(
+        conn, workspace_id=workspace_id, company_ids=sorted(company_ids)
+    )
+    return {row.id: to_company(row) for row in rows}
+
+
+async def group_filter(
+    conn: AsyncConnection, *, workspace_id: str, company_id: str, field_name: str
+) -> ColumnElement[bool]:
+    """Leads linked to the company or to any company below it (archived ones included: a
+    lead stays in the group its company belongs to)."""
+    if await queries.get_company(conn, workspace_id=workspace_id, company_id=company_id) is None:
+        raise NotFound(
+            message=f"company {company_id!r} not found",
+            reason="COMPANY_NOT_FOUND",
+            violations=[FieldViolation(field_name, "unknown company")],
+            metadata={"id": company_id},
+        )
+    return leads.c.company_id.in_(queries.group_ids(workspace_id, company_id))

@@ -1,0 +1,492 @@
+"""Companies: the domain rules for creating, changing, archiving and listing them, and for
+their parent/subsidiary hierarchy."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, null, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import ids
+from server.companies import queries
+from server.companies.mail_domains import is_shared_mail_domain
+from server.companies.validation import (
+    CUSTOM_PATH,
+    DEFAULT_CURRENCY,
+    WRITABLE,
+    CompanyInput,
+    validate,
+)
+from server.db.engine import AnyRow, Database
+from server.db.tables import companies
+from server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from server.events import service as events
+from server.filtering.ast import Condition, Node, all_of
+from server.filtering.compiler import Compiler
+from server.filtering.fields import COMPANY_FIELDS, CUSTOM_KEY
+from server.pagination import CursorCodec, fingerprint, page_size
+
+MAX_QUERY_WORDS = 16
+
+
+@dataclass(frozen=True)
+class Company:
+    id: str
+    name: str
+    domain: str | None
+    industry: str
+    employee_count: int | None
+    annual_revenue: int | None
+    annual_revenue_currency: str
+    country: str
+    city: str
+    founded_year: int | None
+    website: str
+    linkedin_url: str
+    custom_fields: dict[str, Any]
+    parent_company_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CompanyFilters:
+    industry: str = ""
+    country: str = ""
+    employee_count_min: int | None = None
+    employee_count_max: int | None = None
+    annual_revenue_min: int | None = None
+    annual_revenue_max: int | None = None
+    parent_company_id: str = ""
+    query: str = ""
+    include_archived: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    companies: list[Company]
+    next_cursor: str
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    company: Company
+    depth: int
+
+
+@dataclass(frozen=True)
+class Tree:
+    company: Company
+    ancestors: list[Company]  # parent first, root last
+    subsidiaries: list[TreeNode]  # by depth, then id
+    next_cursor: str
+
+
+def to_company(row: AnyRow) -> Company:
+    values = row._mapping
+    return Company(**{f.name: values[f.name] for f in fields(Company)})
+
+
+# -- shared checks --------------------------------------------------------------------
+
+
+def _duplicate_domain(domain: str) -> AlreadyExists:
+    return AlreadyExists(
+        message=f"a company with domain {domain!r} already exists in this workspace",
+        reason="COMPANY_DOMAIN_TAKEN",
+        violations=[FieldViolation("company.domain", "already used by another company")],
+        metadata={"domain": domain},
+    )
+
+
+def _is_duplicate_domain(exc: IntegrityError) -> bool:
+    diag = getattr(exc.orig, "diag", None)
+    return (
+        getattr(exc.orig, "sqlstate", None) == "23505"
+        and getattr(diag, "constraint_name", "") == "companies_workspace_domain"
+    )
+
+
+async def _check_parent(
+    conn: AsyncConnection, *, workspace_id: str, company_id: str | None, parent_id: str
+) -> None:
+    """The parent exists in this workspace, is live, and is not the company or below it.
+    Runs under the hierarchy lock, so no concurrent change can make a cycle after it."""
+    parent = await queries.get_company(conn, workspace_id=workspace_id, company_id=parent_id)
+    if parent is None:
+        raise NotFound(
+            message=f"parent company {parent_id!r} not found",
+            reason="PARENT_COMPANY_NOT_FOUND",
+            violations=[FieldViolation("company.parent_company_id", "unknown company")],
+            metadata={"id": parent_id},
+        )
+    if parent.archived_at is not None:
+        raise FailedPrecondition(
+            message=f"parent company {parent_id!r} is archived",
+            reason="PARENT_COMPANY_ARCHIVED",
+            violations=[FieldViolation("company.parent_company_id", "archived company")],
+            metadata={"id": parent_id},
+        )
+    if company_id is None:
+        return
+    path = await queries.ancestor_ids(conn, workspace_id=workspace_id, company_id=parent_id)
+    if company_id in path:
+        cycle = [company_id, *path[: path.index(company_id) + 1]]
+        shown = " → ".join(cycle)
+        raise FailedPrecondition(
+            message=f"making {parent_id!r} the parent of {company_id!r} would make a cycle: "
+            f"{shown}",
+            reason="COMPANY_HIERARCHY_CYCLE",
+            violations=[
+                FieldViolation("company.parent_company_id", f"would make a cycle: {shown}")
+            ],
+            metadata={"cycle": ",".join(cycle)},
+        )
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+async def create_company(db: Database, *, workspace_id: str, data: CompanyInput) -> Company:
+    clean = validate(data, set(WRITABLE))
+    values: dict[str, Any] = {
+        "id": ids.new_id("cmp"),
+        "workspace_id": workspace_id,
+        **{name: getattr(clean, name) for name in WRITABLE},
+        "domain": clean.domain or None,
+        "parent_company_id": clean.parent_company_id or None,
+    }
+    if clean.annual_revenue is not None and not clean.annual_revenue_currency:
+        values["annual_revenue_currency"] = DEFAULT_CURRENCY
+    try:
+        async with db.transaction() as conn:
+            if clean.parent_company_id:
+                await queries.lock_hierarchy(conn, workspace_id=workspace_id)
+                await _check_parent(
+                    conn,
+                    workspace_id=workspace_id,
+                    company_id=None,
+                    parent_id=clean.parent_company_id,
+                )
+            row = await queries.insert_company(conn, values=values)
+            linked = await _link_leads(conn, row)
+            await events.record(
+                conn,
+                workspace_id=workspace_id,
+                event_type="company.created",
+                subject_id=row.id,
+                payload={"name": row.name, "domain": row.domain, "linked_leads": linked},
+            )
+    except IntegrityError as exc:
+        if _is_duplicate_domain(exc):
+            raise _duplicate_domain(clean.domain) from None
+        raise
+    return to_company(row)
+
+
+async def _link_leads(conn: AsyncConnection, row: AnyRow) -> int:
+    """A company that gains a domain picks up the unlinked leads whose email has it."""
+    if not row.domain or row.archived_at is not None or is_shared_mail_domain(row.domain):
+        return 0
+    return await queries.link_leads_by_domain(
+        conn, workspace_id=row.workspace_id, company_id=row.id, domain=row.domain, name=row.name
+    )
+
+
+async def get_company(db: Database, *, workspace_id: str, company_id: str) -> Company:
+    async with db.transaction() as conn:
+        row = await queries.get_company(conn, workspace_id=workspace_id, company_id=company_id)
+    if row is None:
+        raise NotFound.resource("company", company_id)
+    return to_company(row)
+
+
+def _resolve_paths(paths: list[str]) -> tuple[set[str], list[str]]:
+    """Split update_mask paths into whole fields and custom_fields.<key> sub-paths."""
+    whole: set[str] = set()
+    custom_keys: list[str] = []
+    for path in paths:
+        if path.startswith(CUSTOM_PATH) and CUSTOM_KEY.match(path[len(CUSTOM_PATH) :]):
+            custom_keys.append(path[len(CUSTOM_PATH) :])
+        elif path in WRITABLE:
+            whole.add(path)
+        else:
+            raise InvalidArgument.on(
+                "update_mask",
+                f"unknown or read-only field path {path!r}",
+                reason="UPDATE_MASK_INVALID",
+            )
+    return whole, custom_keys
+
+
+def _update_values(clean: CompanyInput, whole: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {n: getattr(clean, n) for n in whole if n != "custom_fields"}
+    for name in ("domain", "parent_company_id"):
+        if name in values:
+            values[name] = values[name] or None
+    if values.get("annual_revenue") is not None and "annual_revenue_currency" not in whole:
+        # Revenue given without a currency keeps the company's, or gets the default.
+        current = companies.c.annual_revenue_currency
+        values["annual_revenue_currency"] = case((current == "", DEFAULT_CURRENCY), else_=current)
+    return values
+
+
+async def update_company(
+    db: Database,
+    *,
+    workspace_id: str,
+    company_id: str,
+    data: CompanyInput,
+    paths: list[str],
+    merge_custom: bool,
+) -> Company:
+    """Apply the fields named by `paths`. `custom_fields` replaces the whole object unless
+    merge_custom is set (an update without a mask merges keys); `custom_fields.<key>` sets
+    or (when absent from data) removes one key."""
+    whole, custom_keys = _resolve_paths(paths)
+    clean = validate(data, whole | ({"custom_fields"} if custom_keys else set()))
+    values = _update_values(clean, whole)
+    merge: dict[str, Any] = {
+        k: clean.custom_fields[k] for k in custom_keys if k in clean.custom_fields
+    }
+    remove = [k for k in custom_keys if k not in clean.custom_fields]
+    if "custom_fields" in whole:
+        if merge_custom:
+            merge.update(clean.custom_fields)
+        else:
+            values["custom_fields"] = clean.custom_fields
+    try:
+        async with db.transaction() as conn:
+            if clean.parent_company_id and "parent_company_id" in whole:
+                await queries.lock_hierarchy(conn, workspace_id=workspace_id)
+            before = await queries.get_company(
+                conn, workspace_id=workspace_id, company_id=company_id, lock=True
+            )
+            if before is None:
+                raise NotFound.resource("company", company_id)
+            if clean.parent_company_id and "parent_company_id" in whole:
+                await _check_parent(
+                    conn,
+                    workspace_id=workspace_id,
+                    company_id=company_id,
+                    parent_id=clean.parent_company_id,
+                )
+            row = await queries.update_company(
+                conn,
+                workspace_id=workspace_id,
+                company_id=company_id,
+                values=values,
+                custom_merge=merge,
+                custom_remove=remove,
+            )
+            assert row is not None  # locked above
+            if row.name != before.name:
+                await queries.rename_linked_leads(
+                    conn, workspace_id=workspace_id, company_id=company_id, name=row.name
+                )
+            linked = await _link_leads(conn, row) if row.domain != before.domain else 0
+            changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
+            await events.record(
+                conn,
+                workspace_id=workspace_id,
+                event_type="company.updated",
+                subject_id=company_id,
+                payload={"fields": changed, "linked_leads": linked},
+            )
+    except IntegrityError as exc:
+        if _is_duplicate_domain(exc):
+            raise _duplicate_domain(clean.domain) from None
+        raise
+    return to_company(row)
+
+
+async def set_archived(
+    db: Database, *, workspace_id: str, company_id: str, archived: bool, force: bool = False
+) -> Company:
+    """Archive or unarchive; doing it twice is a no-op that returns the company as it is.
+    Archiving a company with live subsidiaries needs `force`, and then archives them too:
+    a group is not left with live members under an archived head."""
+    async with db.transaction() as conn:
+        await queries.lock_hierarchy(conn, workspace_id=workspace_id)
+        row = await queries.get_company(
+            conn, workspace_id=workspace_id, company_id=company_id, lock=True
+        )
+        if row is None:
+            raise NotFound.resource("company", company_id)
+        if (row.archived_at is not None) == archived:
+            return to_company(row)
+        below: list[str] = []
+        if archived:
+            live = await queries.subtree_live_count(
+                conn, workspace_id=workspace_id, company_id=company_id
+            )
+            if live and not force:
+                raise FailedPrecondition(
+                    message=f"company {company_id!r} has {live} live subsidiaries: "
+                    "archive them first or pass force to archive the whole group below it",
+                    reason="COMPANY_HAS_SUBSIDIARIES",
+                    metadata={"id": company_id, "live_subsidiaries": str(live)},
+                )
+            if live:
+                below = await queries.archive_subtree(
+                    conn, workspace_id=workspace_id, company_id=company_id
+                )
+        updated = await queries.update_company(
+            conn,
+            workspace_id=workspace_id,
+            company_id=company_id,
+            values={"archived_at": func.now() if archived else null()},
+        )
+        assert updated is not None
+        for subject in [company_id, *below]:
+            await events.record(
+                conn,
+                workspace_id=workspace_id,
+                event_type="company.archived" if archived else "company.unarchived",
+                subject_id=subject,
+                payload={"with": company_id} if subject != company_id else {},
+            )
+    return to_company(updated)
+
+
+# -- queries --------------------------------------------------------------------------
+
+
+def _filter_tree(filters: CompanyFilters) -> Node | None:
+    nodes: list[Node] = []
+    if filters.industry:
+        nodes.append(Condition("industry", "eq", filters.industry.strip()))
+    if filters.country:
+        nodes.append(Condition("country", "eq", filters.country.strip()))
+    for name, low, high in (
+        ("employee_count", filters.employee_count_min, filters.employee_count_max),
+        ("annual_revenue", filters.annual_revenue_min, filters.annual_revenue_max),
+    ):
+        if low is not None:
+            nodes.append(Condition(name, "gte", low))
+        if high is not None:
+            nodes.append(Condition(name, "lte", high))
+    if filters.parent_company_id:
+        nodes.append(Condition("parent_company_id", "eq", filters.parent_company_id.strip()))
+    return all_of(nodes)
+
+
+def _predicate(filters: CompanyFilters) -> ColumnElement[bool]:
+    node = _filter_tree(filters)
+    parts: list[ColumnElement[bool]] = []
+    if node is not None:
+        parts.append(Compiler(COMPANY_FIELDS, label="filter").compile(node))
+    if filters.query.strip():
+        words = re.findall(r"[\w.\-]+", filters.query)[:MAX_QUERY_WORDS]
+        if not words:
+            raise InvalidArgument.on("query", "must contain at least one word", "QUERY_EMPTY")
+        parts.append(queries.text_match(words))
+    return and_(true(), *parts)
+
+
+async def list_companies(
+    db: Database,
+    codec: CursorCodec,
+    *,
+    workspace_id: str,
+    filters: CompanyFilters,
+    limit: int,
+    cursor: str,
+) -> Page:
+    size = page_size(limit)
+    predicate = _predicate(filters)
+    query_key = fingerprint("companies", filters)
+    after_id = None
+    if cursor:
+        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
+        if len(position) != 1 or not isinstance(position[0], str):
+            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
+        after_id = position[0]
+    async with db.transaction() as conn:
+        rows = await queries.list_page(
+            conn,
+            workspace_id=workspace_id,
+            predicate=predicate,
+            include_archived=filters.include_archived,
+            after_id=after_id,
+            limit=size,
+        )
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = (
+        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
+        if more
+        else ""
+    )
+    return Page(companies=[to_company(r) for r in rows], next_cursor=next_cursor)
+
+
+async def company_tree(
+    db: Database,
+    codec: CursorCodec,
+    *,
+    workspace_id: str,
+    company_id: str,
+    max_depth: int,
+    limit: int,
+    cursor: str,
+    include_archived: bool,
+) -> Tree:
+    """The company, its ancestors up to the root, and a page of subsidiaries breadth first
+    (by depth, then id) down to `max_depth` levels (0: all)."""
+    size = page_size(limit)
+    if max_depth < 0:
+        raise InvalidArgument.on("max_depth", "must not be negative", "MAX_DEPTH_NEGATIVE")
+    depth_limit = max_depth or queries.MAX_WALK
+    query_key = fingerprint("tree", company_id, depth_limit, include_archived)
+    after: tuple[int, str] = (0, "")
+    if cursor:
+        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
+        if (
+            len(position) != 2
+            or not isinstance(position[0], int)
+            or not isinstance(position[1], str)
+        ):
+            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
+        after = (position[0], position[1])
+    async with db.transaction() as conn:
+        rows = await queries.tree_page(
+            conn,
+            workspace_id=workspace_id,
+            company_id=company_id,
+            max_depth=depth_limit,
+            include_archived=include_archived,
+            after=after,
+            limit=size,
+        )
+    itself = [r for r in rows if r.depth == 0]
+    if not itself:
+        raise NotFound.resource("company", company_id)
+    ancestors = sorted((r for r in rows if r.depth < 0), key=lambda r: -r.depth)
+    below = [r for r in rows if r.depth > 0]
+    more = len(below) > size
+    below = below[:size]
+    next_cursor = ""
+    if more:
+        last = below[-1]
+        next_cursor = codec.encode(
+            workspace_id=workspace_id, query=query_key, position=[last.depth, last.id]
+        )
+    return Tree(
+        company=to_company(itself[0]),
+        ancestors=[to_company(r) for r in ancestors],
+        subsidiaries=[TreeNode(company=to_company(r), depth=r.depth) for r in below],
+        next_cursor=next_cursor,
+    )
