@@ -10,7 +10,12 @@ from string import Template
 from server.config import REPO_ROOT, Settings
 
 TEMPLATE = REPO_ROOT / "gateway" / "envoy.yaml.tmpl"
-TRANSCODED_SERVICES = ["tnx.crm.v1.LeadService", "tnx.crm.v1.CompanyService"]
+TRANSCODED_SERVICES = [
+    "tnx.crm.v1.LeadService",
+    "tnx.crm.v1.CompanyService",
+    "tnx.crm.v1.SegmentService",
+    "tnx.crm.v1.EventService",
+]
 MAX_JSON_BODY_BYTES = 1024 * 1024
 
 

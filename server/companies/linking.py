@@ -18,7 +18,9 @@ async def explicit(
     conn: AsyncConnection, *, workspace_id: str, company_id: str, field_name: str
 ) -> Company:
     """The live company a client names; another workspace's id is just as unknown."""
-    row = await queries.get_company(conn, workspace_id=workspace_id, company_id=company_id)
+    row = await queries.get_company(
+        conn, workspace_id=workspace_id, company_id=company_id, share=True
+    )
     if row is None:
         raise NotFound(
             message=f"company {company_id!r} not found",
@@ -62,12 +64,16 @@ async def group_filter(
     conn: AsyncConnection, *, workspace_id: str, company_id: str, field_name: str
 ) -> ColumnElement[bool]:
     """Leads linked to the company or to any company below it (archived ones included: a
-    lead stays in the group its company belongs to)."""
-    if await queries.get_company(conn, workspace_id=workspace_id, company_id=company_id) is None:
+    lead stays in the group its company belongs to): one range of leads.company_path."""
+    row = await queries.get_company(conn, workspace_id=workspace_id, company_id=company_id)
+    if row is None:
         raise NotFound(
             message=f"company {company_id!r} not found",
             reason="COMPANY_NOT_FOUND",
             violations=[FieldViolation(field_name, "unknown company")],
             metadata={"id": company_id},
         )
-    return leads.c.company_id.in_(queries.group_ids(workspace_id, company_id))
+    if not await queries.has_subsidiaries(conn, workspace_id=workspace_id, company_id=company_id):
+        # A group of one: the company_id index lists it in id order, no sort needed.
+        return leads.c.company_id == company_id
+    return queries.path_range(leads.c.company_path, row.path)

@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    Select,
     and_,
+    bindparam,
     cast,
+    exists,
     func,
     insert,
     literal,
@@ -58,11 +59,19 @@ async def insert_company(conn: AsyncConnection, *, values: dict[str, Any]) -> An
 
 
 async def get_company(
-    conn: AsyncConnection, *, workspace_id: str, company_id: str, lock: bool = False
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    company_id: str,
+    lock: bool = False,
+    share: bool = False,
 ) -> AnyRow | None:
+    """`lock`: FOR UPDATE. `share`: FOR SHARE, which a lead being linked takes so that a
+    concurrent move of the company (which updates its row) waits for the link, or the link
+    reads the moved company's new path."""
     query = select(*COMPANY_COLUMNS).where(_scoped(workspace_id, company_id))
-    if lock:
-        query = query.with_for_update()
+    if lock or share:
+        query = query.with_for_update(read=share and not lock)
     return (await conn.execute(query)).first()
 
 
@@ -83,7 +92,7 @@ async def find_live_by_domain(
         companies.c.domain == domain,
         companies.c.archived_at.is_(None),
     )
-    return (await conn.execute(query)).first()
+    return (await conn.execute(query.with_for_update(read=True))).first()
 
 
 async def update_company(
@@ -174,13 +183,6 @@ def _levels(
         .select_from(levels.join(frontier, literal(True)))
         .where(*step)
     )
-
-
-def group_ids(workspace_id: str, company_id: str) -> Select[Any]:
-    """Ids of the company and every company below it, archived ones included: the lead
-    filter "in the group of company X"."""
-    levels = _levels(workspace_id, company_id, max_depth=MAX_WALK, include_archived=True)
-    return select(func.unnest(levels.c.ids))
 
 
 async def subtree_live_count(conn: AsyncConnection, *, workspace_id: str, company_id: str) -> int:
@@ -277,6 +279,56 @@ async def tree_page(
     return list((await conn.execute(query)).all())
 
 
+def path_range(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    """Paths that start with `prefix` (which ends with '/'), as a range an index can scan:
+    with the C collation, every such path sorts in [prefix, prefix with its last '/'
+    replaced by '0'), '0' being the character right after '/'.
+
+    The bounds are rendered into the SQL rather than bound: with parameters, PostgreSQL
+    soon switches a prepared statement to a generic plan that cannot tell a group of ten
+    companies from one of ten thousand and picks the small-group plan for both."""
+    low = bindparam(None, prefix, type_=Text, literal_execute=True)
+    high = bindparam(None, prefix[:-1] + "0", type_=Text, literal_execute=True)
+    return and_(column >= low, column < high)
+
+
+async def has_subsidiaries(conn: AsyncConnection, *, workspace_id: str, company_id: str) -> bool:
+    query = select(
+        exists().where(
+            companies.c.workspace_id == workspace_id,
+            companies.c.parent_company_id == company_id,
+        )
+    )
+    return bool((await conn.execute(query)).scalar_one())
+
+
+async def subtree_height(conn: AsyncConnection, *, workspace_id: str, path: str) -> int:
+    """Levels from this company down to its deepest subsidiary (0 for a leaf)."""
+    segments = func.length(companies.c.path) - func.length(func.replace(companies.c.path, "/", ""))
+    query = select(func.max(segments)).where(
+        companies.c.workspace_id == workspace_id, path_range(companies.c.path, path)
+    )
+    deepest = (await conn.execute(query)).scalar_one()
+    return int(deepest or 0) - path.count("/")
+
+
+async def move_subtree(
+    conn: AsyncConnection, *, workspace_id: str, old_path: str, new_path: str
+) -> None:
+    """Rewrite the path prefix of a company, everything below it, and their leads."""
+    keep_from = len(old_path) + 1
+    await conn.execute(
+        update(companies)
+        .where(companies.c.workspace_id == workspace_id, path_range(companies.c.path, old_path))
+        .values(path=new_path + func.substr(companies.c.path, keep_from))
+    )
+    await conn.execute(
+        update(leads)
+        .where(leads.c.workspace_id == workspace_id, path_range(leads.c.company_path, old_path))
+        .values(company_path=new_path + func.substr(leads.c.company_path, keep_from))
+    )
+
+
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -323,7 +375,13 @@ def _email_domain() -> ColumnElement[str]:
 
 
 async def link_leads_by_domain(
-    conn: AsyncConnection, *, workspace_id: str, company_id: str, domain: str, name: str
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    company_id: str,
+    domain: str,
+    name: str,
+    path: str,
 ) -> int:
     """Link every unlinked lead whose email has this domain; returns how many."""
     statement = (
@@ -333,7 +391,7 @@ async def link_leads_by_domain(
             leads.c.company_id.is_(None),
             _email_domain() == domain,
         )
-        .values(company_id=company_id, company=name, updated_at=func.now())
+        .values(company_id=company_id, company=name, company_path=path, updated_at=func.now())
     )
     return (await conn.execute(statement)).rowcount
 

@@ -6,14 +6,15 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from tnx.crm.v1 import company_pb2, company_service_pb2, company_service_pb2_grpc
 
-from server.companies import service
+from server.companies import listing, service
 from server.companies.validation import CompanyInput
 from server.db.engine import Database
 from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
+from server.rpc.convert import struct_to_dict
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -63,7 +64,7 @@ def from_proto(message: company_pb2.Company) -> CompanyInput:
         founded_year=_optional(message, "founded_year"),
         website=message.website,
         linkedin_url=message.linkedin_url,
-        custom_fields=json_format.MessageToDict(message.custom_fields),
+        custom_fields=struct_to_dict(message.custom_fields),
         parent_company_id=message.parent_company_id,
     )
 
@@ -137,7 +138,7 @@ class CompanyServicer(company_service_pb2_grpc.CompanyServiceServicer):
     async def ListCompanies(
         self, request: company_service_pb2.ListCompaniesRequest, context: Context
     ) -> company_service_pb2.ListCompaniesResponse:
-        filters = service.CompanyFilters(
+        filters = listing.CompanyFilters(
             industry=request.industry,
             country=request.country,
             employee_count_min=_optional(request, "employee_count_min"),
@@ -148,7 +149,7 @@ class CompanyServicer(company_service_pb2_grpc.CompanyServiceServicer):
             query=request.query,
             include_archived=request.include_archived,
         )
-        page = await service.list_companies(
+        page = await listing.list_companies(
             self.db,
             self.cursors,
             workspace_id=workspace_id(),
@@ -163,7 +164,7 @@ class CompanyServicer(company_service_pb2_grpc.CompanyServiceServicer):
     async def GetCompanyTree(
         self, request: company_service_pb2.GetCompanyTreeRequest, context: Context
     ) -> company_service_pb2.GetCompanyTreeResponse:
-        tree = await service.company_tree(
+        tree = await listing.company_tree(
             self.db,
             self.cursors,
             workspace_id=workspace_id(),

@@ -3,12 +3,11 @@ their parent/subsidiary hierarchy."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, null, true
+from sqlalchemy import case, func, null
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,12 +31,11 @@ from server.errors import (
     NotFound,
 )
 from server.events import service as events
-from server.filtering.ast import Condition, Node, all_of
-from server.filtering.compiler import Compiler
-from server.filtering.fields import COMPANY_FIELDS, CUSTOM_KEY
-from server.pagination import CursorCodec, fingerprint, page_size
+from server.filtering.fields import CUSTOM_KEY
 
-MAX_QUERY_WORDS = 16
+# Levels in one group, root included. Real groups are a handful deep; the bound keeps a
+# company's path (the ids from its root) well inside what a btree index entry can hold.
+MAX_HIERARCHY_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -59,39 +57,7 @@ class Company:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
-
-
-@dataclass(frozen=True)
-class CompanyFilters:
-    industry: str = ""
-    country: str = ""
-    employee_count_min: int | None = None
-    employee_count_max: int | None = None
-    annual_revenue_min: int | None = None
-    annual_revenue_max: int | None = None
-    parent_company_id: str = ""
-    query: str = ""
-    include_archived: bool = False
-
-
-@dataclass(frozen=True)
-class Page:
-    companies: list[Company]
-    next_cursor: str
-
-
-@dataclass(frozen=True)
-class TreeNode:
-    company: Company
-    depth: int
-
-
-@dataclass(frozen=True)
-class Tree:
-    company: Company
-    ancestors: list[Company]  # parent first, root last
-    subsidiaries: list[TreeNode]  # by depth, then id
-    next_cursor: str
+    path: str  # internal: ids from the root down to this company, each followed by '/'
 
 
 def to_company(row: AnyRow) -> Company:
@@ -121,9 +87,10 @@ def _is_duplicate_domain(exc: IntegrityError) -> bool:
 
 async def _check_parent(
     conn: AsyncConnection, *, workspace_id: str, company_id: str | None, parent_id: str
-) -> None:
-    """The parent exists in this workspace, is live, and is not the company or below it.
-    Runs under the hierarchy lock, so no concurrent change can make a cycle after it."""
+) -> str:
+    """The parent exists in this workspace, is live, and is not the company or below it;
+    returns its path. Runs under the hierarchy lock, so no concurrent change can make a
+    cycle after it."""
     parent = await queries.get_company(conn, workspace_id=workspace_id, company_id=parent_id)
     if parent is None:
         raise NotFound(
@@ -140,7 +107,7 @@ async def _check_parent(
             metadata={"id": parent_id},
         )
     if company_id is None:
-        return
+        return str(parent.path)
     path = await queries.ancestor_ids(conn, workspace_id=workspace_id, company_id=parent_id)
     if company_id in path:
         cycle = [company_id, *path[: path.index(company_id) + 1]]
@@ -154,6 +121,17 @@ async def _check_parent(
             ],
             metadata={"cycle": ",".join(cycle)},
         )
+    return str(parent.path)
+
+
+def _check_depth(parent_path: str, height: int) -> None:
+    depth = parent_path.count("/") + 1 + height
+    if depth > MAX_HIERARCHY_DEPTH:
+        raise FailedPrecondition(
+            message=f"the group would be {depth} levels deep; at most {MAX_HIERARCHY_DEPTH}",
+            reason="COMPANY_HIERARCHY_TOO_DEEP",
+            violations=[FieldViolation("company.parent_company_id", "group too deep")],
+        )
 
 
 # -- commands -------------------------------------------------------------------------
@@ -161,12 +139,14 @@ async def _check_parent(
 
 async def create_company(db: Database, *, workspace_id: str, data: CompanyInput) -> Company:
     clean = validate(data, set(WRITABLE))
+    company_id = ids.new_id("cmp")
     values: dict[str, Any] = {
-        "id": ids.new_id("cmp"),
+        "id": company_id,
         "workspace_id": workspace_id,
         **{name: getattr(clean, name) for name in WRITABLE},
         "domain": clean.domain or None,
         "parent_company_id": clean.parent_company_id or None,
+        "path": f"{company_id}/",
     }
     if clean.annual_revenue is not None and not clean.annual_revenue_currency:
         values["annual_revenue_currency"] = DEFAULT_CURRENCY
@@ -174,12 +154,14 @@ async def create_company(db: Database, *, workspace_id: str, data: CompanyInput)
         async with db.transaction() as conn:
             if clean.parent_company_id:
                 await queries.lock_hierarchy(conn, workspace_id=workspace_id)
-                await _check_parent(
+                parent_path = await _check_parent(
                     conn,
                     workspace_id=workspace_id,
                     company_id=None,
                     parent_id=clean.parent_company_id,
                 )
+                _check_depth(parent_path, 0)
+                values["path"] = f"{parent_path}{company_id}/"
             row = await queries.insert_company(conn, values=values)
             linked = await _link_leads(conn, row)
             await events.record(
@@ -201,7 +183,12 @@ async def _link_leads(conn: AsyncConnection, row: AnyRow) -> int:
     if not row.domain or row.archived_at is not None or is_shared_mail_domain(row.domain):
         return 0
     return await queries.link_leads_by_domain(
-        conn, workspace_id=row.workspace_id, company_id=row.id, domain=row.domain, name=row.name
+        conn,
+        workspace_id=row.workspace_id,
+        company_id=row.id,
+        domain=row.domain,
+        name=row.name,
+        path=row.path,
     )
 
 
@@ -267,22 +254,18 @@ async def update_company(
             merge.update(clean.custom_fields)
         else:
             values["custom_fields"] = clean.custom_fields
+    moving = "parent_company_id" in whole
     try:
         async with db.transaction() as conn:
-            if clean.parent_company_id and "parent_company_id" in whole:
+            if moving:
                 await queries.lock_hierarchy(conn, workspace_id=workspace_id)
             before = await queries.get_company(
                 conn, workspace_id=workspace_id, company_id=company_id, lock=True
             )
             if before is None:
                 raise NotFound.resource("company", company_id)
-            if clean.parent_company_id and "parent_company_id" in whole:
-                await _check_parent(
-                    conn,
-                    workspace_id=workspace_id,
-                    company_id=company_id,
-                    parent_id=clean.parent_company_id,
-                )
+            if moving and clean.parent_company_id != (before.parent_company_id or ""):
+                await _move(conn, before, clean.parent_company_id)
             row = await queries.update_company(
                 conn,
                 workspace_id=workspace_id,
@@ -310,6 +293,26 @@ async def update_company(
             raise _duplicate_domain(clean.domain) from None
         raise
     return to_company(row)
+
+
+async def _move(conn: AsyncConnection, company: AnyRow, parent_id: str) -> None:
+    """Re-root the company's path (and so its subsidiaries' and their leads') under the
+    new parent, or at the top when parent_id is empty."""
+    parent_path = ""
+    if parent_id:
+        parent_path = await _check_parent(
+            conn, workspace_id=company.workspace_id, company_id=company.id, parent_id=parent_id
+        )
+        height = await queries.subtree_height(
+            conn, workspace_id=company.workspace_id, path=company.path
+        )
+        _check_depth(parent_path, height)
+    await queries.move_subtree(
+        conn,
+        workspace_id=company.workspace_id,
+        old_path=company.path,
+        new_path=f"{parent_path}{company.id}/",
+    )
 
 
 async def set_archived(
@@ -359,134 +362,3 @@ async def set_archived(
                 payload={"with": company_id} if subject != company_id else {},
             )
     return to_company(updated)
-
-
-# -- queries --------------------------------------------------------------------------
-
-
-def _filter_tree(filters: CompanyFilters) -> Node | None:
-    nodes: list[Node] = []
-    if filters.industry:
-        nodes.append(Condition("industry", "eq", filters.industry.strip()))
-    if filters.country:
-        nodes.append(Condition("country", "eq", filters.country.strip()))
-    for name, low, high in (
-        ("employee_count", filters.employee_count_min, filters.employee_count_max),
-        ("annual_revenue", filters.annual_revenue_min, filters.annual_revenue_max),
-    ):
-        if low is not None:
-            nodes.append(Condition(name, "gte", low))
-        if high is not None:
-            nodes.append(Condition(name, "lte", high))
-    if filters.parent_company_id:
-        nodes.append(Condition("parent_company_id", "eq", filters.parent_company_id.strip()))
-    return all_of(nodes)
-
-
-def _predicate(filters: CompanyFilters) -> ColumnElement[bool]:
-    node = _filter_tree(filters)
-    parts: list[ColumnElement[bool]] = []
-    if node is not None:
-        parts.append(Compiler(COMPANY_FIELDS, label="filter").compile(node))
-    if filters.query.strip():
-        words = re.findall(r"[\w.\-]+", filters.query)[:MAX_QUERY_WORDS]
-        if not words:
-            raise InvalidArgument.on("query", "must contain at least one word", "QUERY_EMPTY")
-        parts.append(queries.text_match(words))
-    return and_(true(), *parts)
-
-
-async def list_companies(
-    db: Database,
-    codec: CursorCodec,
-    *,
-    workspace_id: str,
-    filters: CompanyFilters,
-    limit: int,
-    cursor: str,
-) -> Page:
-    size = page_size(limit)
-    predicate = _predicate(filters)
-    query_key = fingerprint("companies", filters)
-    after_id = None
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if len(position) != 1 or not isinstance(position[0], str):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after_id = position[0]
-    async with db.transaction() as conn:
-        rows = await queries.list_page(
-            conn,
-            workspace_id=workspace_id,
-            predicate=predicate,
-            include_archived=filters.include_archived,
-            after_id=after_id,
-            limit=size,
-        )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
-        if more
-        else ""
-    )
-    return Page(companies=[to_company(r) for r in rows], next_cursor=next_cursor)
-
-
-async def company_tree(
-    db: Database,
-    codec: CursorCodec,
-    *,
-    workspace_id: str,
-    company_id: str,
-    max_depth: int,
-    limit: int,
-    cursor: str,
-    include_archived: bool,
-) -> Tree:
-    """The company, its ancestors up to the root, and a page of subsidiaries breadth first
-    (by depth, then id) down to `max_depth` levels (0: all)."""
-    size = page_size(limit)
-    if max_depth < 0:
-        raise InvalidArgument.on("max_depth", "must not be negative", "MAX_DEPTH_NEGATIVE")
-    depth_limit = max_depth or queries.MAX_WALK
-    query_key = fingerprint("tree", company_id, depth_limit, include_archived)
-    after: tuple[int, str] = (0, "")
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if (
-            len(position) != 2
-            or not isinstance(position[0], int)
-            or not isinstance(position[1], str)
-        ):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after = (position[0], position[1])
-    async with db.transaction() as conn:
-        rows = await queries.tree_page(
-            conn,
-            workspace_id=workspace_id,
-            company_id=company_id,
-            max_depth=depth_limit,
-            include_archived=include_archived,
-            after=after,
-            limit=size,
-        )
-    itself = [r for r in rows if r.depth == 0]
-    if not itself:
-        raise NotFound.resource("company", company_id)
-    ancestors = sorted((r for r in rows if r.depth < 0), key=lambda r: -r.depth)
-    below = [r for r in rows if r.depth > 0]
-    more = len(below) > size
-    below = below[:size]
-    next_cursor = ""
-    if more:
-        last = below[-1]
-        next_cursor = codec.encode(
-            workspace_id=workspace_id, query=query_key, position=[last.depth, last.id]
-        )
-    return Tree(
-        company=to_company(itself[0]),
-        ancestors=[to_company(r) for r in ancestors],
-        subsidiaries=[TreeNode(company=to_company(r), depth=r.depth) for r in below],
-        next_cursor=next_cursor,
-    )

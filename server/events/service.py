@@ -3,11 +3,21 @@ same transaction as the change, so an event exists exactly when its change commi
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.db.engine import Database
+from server.errors import InvalidArgument
 from server.events import queries
+from server.pagination import CursorCodec, page_size
+
+WATCH_POLL_SECONDS = 0.2
+WATCH_BATCH = 500
 
 
 async def record(
@@ -25,3 +35,99 @@ async def record(
         subject_id=subject_id,
         payload=payload or {},
     )
+
+
+async def record_many(
+    conn: AsyncConnection, *, workspace_id: str, items: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Several events in one statement: (type, subject_id, payload) each."""
+    if items:
+        await queries.insert_events(conn, workspace_id=workspace_id, items=items)
+
+
+@dataclass(frozen=True)
+class Event:
+    cursor: str
+    type: str
+    subject_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[Event]
+    next_cursor: str
+
+
+CURSOR_QUERY = "events"  # positions are global, so a cursor survives a change of `types`
+MAX_TYPES = 50
+
+
+def _position(codec: CursorCodec, workspace_id: str, cursor: str) -> tuple[int, int]:
+    if not cursor:
+        return (0, 0)
+    position = codec.decode(cursor, workspace_id=workspace_id, query=CURSOR_QUERY, field="after")
+    if len(position) != 2 or not all(isinstance(p, int) for p in position):
+        raise InvalidArgument.on("after", "malformed cursor", reason="CURSOR_INVALID")
+    return (position[0], position[1])
+
+
+async def list_events(
+    db: Database,
+    codec: CursorCodec,
+    *,
+    workspace_id: str,
+    after: str,
+    types: Sequence[str],
+    limit: int,
+) -> EventPage:
+    size = page_size(limit)
+    if len(types) > MAX_TYPES:
+        raise InvalidArgument.on("types", f"at most {MAX_TYPES} types", reason="EVENTS_INVALID")
+    position = _position(codec, workspace_id, after)
+    async with db.transaction() as conn:
+        rows = await queries.events_after(
+            conn, workspace_id=workspace_id, after=position, types=types, limit=size
+        )
+    found = []
+    for row in rows:
+        position = (row.txid, row.id)
+        found.append(
+            Event(
+                cursor=codec.encode(
+                    workspace_id=workspace_id, query=CURSOR_QUERY, position=list(position)
+                ),
+                type=row.type,
+                subject_id=row.subject_id,
+                payload=row.payload,
+                created_at=row.created_at,
+            )
+        )
+    next_cursor = codec.encode(
+        workspace_id=workspace_id, query=CURSOR_QUERY, position=list(position)
+    )
+    return EventPage(events=found, next_cursor=next_cursor)
+
+
+async def watch_events(
+    db: Database,
+    codec: CursorCodec,
+    *,
+    workspace_id: str,
+    after: str,
+    types: Sequence[str],
+    poll_seconds: float = WATCH_POLL_SECONDS,
+) -> AsyncIterator[Event]:
+    """Every event after the cursor, then each new one as it becomes visible, until the
+    caller stops listening. Resuming from any delivered event's cursor repeats nothing."""
+    cursor = after
+    while True:
+        page = await list_events(
+            db, codec, workspace_id=workspace_id, after=cursor, types=types, limit=WATCH_BATCH
+        )
+        for event in page.events:
+            yield event
+        cursor = page.next_cursor
+        if len(page.events) < WATCH_BATCH:
+            await asyncio.sleep(poll_seconds)

@@ -100,6 +100,9 @@ class Compiler:
             if cond.op not in ("eq", "in"):
                 raise self.fail(f"operator {cond.op!r} does not apply to {cond.field!r}")
             return self.ordered(column, cond, lambda c, v: self.enum(spec, c, v))
+        if spec.kind is Kind.ID and cond.op in ("eq", "in"):
+            # Ids are opaque and exact: comparing them as stored lets an index find them.
+            return self.ordered(column, cond, self.string)
         return self.text(func.lower(column), cond)
 
     def text(self, lowered: ColumnElement[Any], cond: Condition) -> Predicate:

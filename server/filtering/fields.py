@@ -16,6 +16,7 @@ from server.db.tables import companies, leads
 class Kind(Enum):
     STRING = "string"
     EMAIL = "email"  # a string compared case-insensitively
+    ID = "id"  # an opaque id: = and IN compare exactly; other operators as a string
     NUMBER = "number"
     TIMESTAMP = "timestamp"
     ENUM = "enum"
@@ -52,7 +53,7 @@ def _spec(name: str, kind: Kind, **extra: object) -> FieldSpec:
 LEAD_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in [
-        _spec("id", Kind.STRING),
+        _spec("id", Kind.ID),
         _spec("email", Kind.EMAIL),
         FieldSpec("email_domain", Kind.EMAIL, _email_domain),
         _spec("first_name", Kind.STRING),
@@ -60,7 +61,7 @@ LEAD_FIELDS: dict[str, FieldSpec] = {
         _spec("title", Kind.STRING),
         _spec("phone", Kind.STRING),
         _spec("company", Kind.STRING),
-        _spec("company_id", Kind.STRING, nullable=True),
+        _spec("company_id", Kind.ID, nullable=True),
         _spec("source", Kind.STRING),
         _spec("score", Kind.NUMBER),
         _spec("status", Kind.ENUM, enum_values=LEAD_STATUSES),
@@ -81,7 +82,7 @@ def _company_spec(name: str, kind: Kind, **extra: object) -> FieldSpec:
 COMPANY_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in [
-        _company_spec("id", Kind.STRING),
+        _company_spec("id", Kind.ID),
         _company_spec("name", Kind.STRING),
         _company_spec("domain", Kind.EMAIL, nullable=True),
         _company_spec("industry", Kind.STRING),
@@ -91,7 +92,7 @@ COMPANY_FIELDS: dict[str, FieldSpec] = {
         _company_spec("country", Kind.STRING),
         _company_spec("city", Kind.STRING),
         _company_spec("founded_year", Kind.NUMBER, nullable=True),
-        _company_spec("parent_company_id", Kind.STRING, nullable=True),
+        _company_spec("parent_company_id", Kind.ID, nullable=True),
         _company_spec("created_at", Kind.TIMESTAMP, nullable=True),
         _company_spec("archived_at", Kind.TIMESTAMP, nullable=True),
     ]

@@ -12,17 +12,24 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG, array
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import Label
 
 from server.db.engine import AnyRow
-from server.db.tables import leads
+from server.db.tables import leads, segment_members
 
-LEAD_COLUMNS = [c for c in leads.c if c.name != "search_vector"]
+# A lead's segments come with every read of it, in the same statement.
+SEGMENT_IDS: Label[Any] = literal_column(
+    "ARRAY(SELECT m.segment_id FROM segment_members m WHERE m.lead_id = leads.id "
+    "ORDER BY m.segment_id)"
+).label("segment_ids")
+LEAD_COLUMNS = [*(c for c in leads.c if c.name != "search_vector"), SEGMENT_IDS]
 
 
 def _scoped(workspace_id: str, lead_id: str) -> ColumnElement[bool]:
@@ -124,3 +131,9 @@ async def search_page(
         .limit(limit + 1)
     )
     return list((await conn.execute(query)).all())
+
+
+def in_segment(segment_id: str) -> ColumnElement[bool]:
+    return leads.c.id.in_(
+        select(segment_members.c.lead_id).where(segment_members.c.segment_id == segment_id)
+    )

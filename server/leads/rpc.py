@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from server.companies import rpc as companies_rpc
@@ -14,6 +14,7 @@ from server.db.engine import Database
 from server.leads import service
 from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
+from server.rpc.convert import struct_to_dict
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -81,7 +82,7 @@ def from_proto(message: lead_pb2.Lead) -> service.LeadInput:
         source=message.source,
         score=message.score,
         status=_STATUS_FROM_PROTO.get(message.status, ""),
-        custom_fields=json_format.MessageToDict(message.custom_fields),
+        custom_fields=struct_to_dict(message.custom_fields),
         last_activity_at=_datetime(message, "last_activity_at"),
     )
 

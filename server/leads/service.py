@@ -24,7 +24,10 @@ from server.filtering.ast import Condition, Node, all_of
 from server.filtering.compiler import compile_predicate
 from server.filtering.fields import CUSTOM_KEY, LEAD_STATUSES
 from server.leads import queries
+from server.leads.phones import to_e164
 from server.pagination import CursorCodec, fingerprint, page_size
+from server.segments import membership
+from server.segments import queries as segment_queries
 
 MAX_TEXT = 500
 MAX_CUSTOM_BYTES = 64 * 1024
@@ -114,7 +117,8 @@ class Page:
 def _to_lead(row: AnyRow, linked: dict[str, Company] | None = None) -> Lead:
     values = row._mapping
     lead = Lead(
-        **{f.name: values[f.name] for f in fields(Lead) if f.name not in _DERIVED}, segment_ids=[]
+        **{f.name: values[f.name] for f in fields(Lead) if f.name not in _DERIVED},
+        segment_ids=list(values["segment_ids"] or []),
     )
     # The linked company is the source of truth for the name a linked lead shows.
     company = (linked or {}).get(lead.company_id or "")
@@ -208,9 +212,9 @@ async def _company_link(
             company_id=data.company_id,
             field_name="lead.company_id",
         )
-        return {"company_id": company.id, "company": company.name}
+        return {"company_id": company.id, "company": company.name, "company_path": company.path}
     if "company_id" in paths and lead_id is not None:
-        return {"company_id": None}
+        return {"company_id": None, "company_path": None}
     if lead_id is not None:
         if not paths & {"company", "email"}:
             return {}
@@ -222,7 +226,7 @@ async def _company_link(
     if "email" in paths:
         found = await linking.by_email(conn, workspace_id=workspace_id, email=data.email)
         if found is not None:
-            return {"company_id": found.id, "company": found.name}
+            return {"company_id": found.id, "company": found.name, "company_path": found.path}
     return {}
 
 
@@ -250,6 +254,7 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
         **{name: getattr(clean, name) for name in WRITABLE if name != "company_id"},
         "source": clean.source or DEFAULT_SOURCE,
         "status": clean.status or DEFAULT_STATUS,
+        "phone_e164": to_e164(clean.phone, str(clean.custom_fields.get("country", ""))),
     }
     try:
         async with db.transaction() as conn:
@@ -266,6 +271,7 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
                 subject_id=row.id,
                 payload={"email": row.email},
             )
+            row = await _refresh_segments(conn, workspace_id, row, cause="lead.created")
             linked = await _linked(conn, workspace_id, [row])
     except IntegrityError as exc:
         if _is_unique_violation(exc):
@@ -332,6 +338,8 @@ async def update_lead(
             values["custom_fields"] = clean.custom_fields
     if "status" in values and not values["status"]:
         values["status"] = DEFAULT_STATUS
+    if "phone" in values:
+        values["phone_e164"] = to_e164(clean.phone, str(clean.custom_fields.get("country", "")))
     try:
         async with db.transaction() as conn:
             values.update(
@@ -349,6 +357,7 @@ async def update_lead(
             )
             if row is None:
                 raise NotFound.resource("lead", lead_id)
+            row = await _refresh_segments(conn, workspace_id, row, cause="lead.updated")
             linked = await _linked(conn, workspace_id, [row])
             changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
             await events.record(
@@ -380,6 +389,8 @@ async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archive
             values={"archived_at": func.now() if archived else null()},
         )
         assert updated is not None
+        cause = "lead.archived" if archived else "lead.unarchived"
+        updated = await _refresh_segments(conn, workspace_id, updated, cause=cause)
         await events.record(
             conn,
             workspace_id=workspace_id,
@@ -415,10 +426,36 @@ def _filter_tree(filters: LeadFilters) -> Node | None:
     return all_of(nodes)
 
 
-def _check_segment(segment_id: str) -> None:
-    # Segments arrive with the segments issue; until then no segment id exists.
-    if segment_id:
-        raise NotFound.resource("segment", segment_id)
+async def _refresh_segments(
+    conn: AsyncConnection, workspace_id: str, row: AnyRow, *, cause: str
+) -> AnyRow:
+    """Keep rule segments current for this lead, in the writing transaction; the lead is
+    read again only when its membership changed."""
+    changes = await membership.refresh(
+        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause
+    )
+    if not changes:
+        return row
+    fresh = await queries.get_lead(conn, workspace_id=workspace_id, lead_id=row.id)
+    assert fresh is not None
+    return fresh
+
+
+async def _in_segment(
+    conn: AsyncConnection, workspace_id: str, filters: LeadFilters, predicate: Predicate
+) -> Predicate:
+    if not filters.segment_id:
+        return predicate
+    found = await segment_queries.get_segment(
+        conn, workspace_id=workspace_id, segment_id=filters.segment_id
+    )
+    if found is None:
+        raise NotFound(
+            message=f"segment {filters.segment_id!r} not found",
+            reason="SEGMENT_NOT_FOUND",
+            violations=[FieldViolation("segment_id", "unknown segment")],
+        )
+    return and_(predicate, queries.in_segment(filters.segment_id))
 
 
 async def list_leads(
@@ -431,7 +468,6 @@ async def list_leads(
     cursor: str,
 ) -> Page:
     size = page_size(limit)
-    _check_segment(filters.segment_id)
     predicate = compile_predicate(_filter_tree(filters))
     query_key = fingerprint("list", filters)
     after_id = None
@@ -442,6 +478,7 @@ async def list_leads(
         after_id = position[0]
     async with db.transaction() as conn:
         predicate = await _in_group(conn, workspace_id, filters, predicate)
+        predicate = await _in_segment(conn, workspace_id, filters, predicate)
         rows = await queries.list_page(
             conn,
             workspace_id=workspace_id,
@@ -496,7 +533,6 @@ async def search_leads(
 ) -> Page:
     size = page_size(limit)
     tsquery = search_terms(query)
-    _check_segment(filters.segment_id)
     predicate = compile_predicate(_filter_tree(filters))
     query_key = fingerprint("search", query, filters)
     after: tuple[float, str] | None = None
@@ -511,6 +547,7 @@ async def search_leads(
         after = (float(position[0]), position[1])
     async with db.transaction() as conn:
         predicate = await _in_group(conn, workspace_id, filters, predicate)
+        predicate = await _in_segment(conn, workspace_id, filters, predicate)
         rows = await queries.search_page(
             conn,
             workspace_id=workspace_id,

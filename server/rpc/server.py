@@ -16,8 +16,12 @@ from grpc_reflection.v1alpha import reflection
 from tnx.crm.v1 import (
     company_service_pb2,
     company_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     lead_service_pb2,
     lead_service_pb2_grpc,
+    segment_service_pb2,
+    segment_service_pb2_grpc,
 )
 
 from server.auth.service import Authenticator
@@ -26,30 +30,37 @@ from server.config import Settings
 from server.db.engine import Database, make_engine
 from server.db.secrets import shared_secret
 from server.db.url import database_url
+from server.events.rpc import EventServicer
 from server.leads.rpc import LeadServicer
 from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
+from server.segments.rpc import SegmentServicer
+from server.segments.service import SegmentBuilder
 
 log = logging.getLogger("tnx.server")
 
 SERVICE_NAMES = [
     lead_service_pb2.DESCRIPTOR.services_by_name["LeadService"].full_name,
     company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"].full_name,
+    segment_service_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 ]
 SHUTDOWN_GRACE_S = 5.0
 
 
 @dataclass
 class App:
-    """What servicers share: the database and the cursor codec."""
+    """What servicers share: the database, the cursor codec, the segment builder."""
 
     db: Database
     cursors: CursorCodec
+    builder: SegmentBuilder
 
 
 async def build_app(url: str, *, pool_size: int = 10) -> App:
     db = Database(make_engine(url, pool_size=pool_size))
-    return App(db=db, cursors=CursorCodec(await shared_secret(db, "cursor")))
+    cursors = CursorCodec(await shared_secret(db, "cursor"))
+    return App(db=db, cursors=cursors, builder=SegmentBuilder(db))
 
 
 def build_server(
@@ -74,6 +85,12 @@ def build_server(
     company_service_pb2_grpc.add_CompanyServiceServicer_to_server(
         CompanyServicer(app.db, app.cursors), server
     )
+    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(
+        SegmentServicer(app.db, app.cursors, app.builder), server
+    )
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(
+        EventServicer(app.db, app.cursors), server
+    )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if extra is not None:
@@ -91,6 +108,8 @@ async def serve(
     app = await build_app(database_url(settings))
     server, health_servicer = build_server(app, settings, extra=extra)
     await server.start()
+    # Rule segments whose build a restart cut short carry on where they stopped.
+    await app.builder.resume()
     for name in [*SERVICE_NAMES, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", settings.grpc_host, settings.grpc_port)

@@ -372,3 +372,18 @@ def test_calls_without_a_key_are_unauthenticated(companies: CompanyStub) -> None
     with pytest.raises(grpc.RpcError) as caught:
         companies.ListCompanies(company_service_pb2.ListCompaniesRequest())
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_group_deeper_than_the_limit_is_refused(
+    companies: CompanyStub, workspace: Workspace, database_url: str
+) -> None:
+    deep = chain(companies, workspace, *[f"Level {i}" for i in range(1, 61)])
+    branch = chain(companies, workspace, "B1", "B2", "B3", "B4", "B5")
+    before = db.snapshot(database_url, workspace.id)
+    with pytest.raises(grpc.RpcError) as caught:
+        set_parent(companies, workspace, branch[0].id, deep[-1].id)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(caught.value)[0] == "COMPANY_HIERARCHY_TOO_DEEP"
+    assert db.snapshot(database_url, workspace.id) == before
+    # Four levels more still fit (60 + 4 = 64).
+    set_parent(companies, workspace, branch[1].id, deep[-1].id)

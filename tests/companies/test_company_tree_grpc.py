@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 from tnx.crm.v1 import company_service_pb2
 
-from server.companies import service
+from server.companies import listing
 from server.db.engine import Database
 from server.pagination import CursorCodec
 from tests.companies.support import CompanyStub, chain, create, insert_rows, tree
@@ -138,10 +138,15 @@ def test_tree_of_a_large_group_is_one_statement_per_page(
     companies: CompanyStub, workspace: Workspace, database_url: str
 ) -> None:
     top = chain(companies, workspace, "L0", "L1", "L2")
-    rows = [(f"cmp_bulk{i:06d}", workspace.id, f"Bulk {i}", top[i % 3].id) for i in range(600)]
+    paths = ["".join(f"{c.id}/" for c in top[: depth + 1]) for depth in range(3)]
+    rows = [
+        (f"cmp_bulk{i:06d}", workspace.id, f"Bulk {i}", top[i % 3].id, f"{paths[i % 3]}b{i}/")
+        for i in range(600)
+    ]
     insert_rows(
         database_url,
-        "INSERT INTO companies (id, workspace_id, name, parent_company_id) VALUES (%s, %s, %s, %s)",
+        "INSERT INTO companies (id, workspace_id, name, parent_company_id, path)"
+        " VALUES (%s, %s, %s, %s, %s)",
         rows,
     )
 
@@ -152,7 +157,7 @@ def test_tree_of_a_large_group_is_one_statement_per_page(
             "before_cursor_execute",
             lambda *args: statements.append(args[2]),
         )
-        result = await service.company_tree(
+        result = await listing.company_tree(
             database,
             CursorCodec(b"k" * 32),
             workspace_id=workspace.id,

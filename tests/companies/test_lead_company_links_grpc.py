@@ -237,3 +237,34 @@ def test_group_filter_naming_another_workspaces_company_is_not_found(
         lead_emails(leads, workspace, company_group_id=theirs.id)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert details(caught.value) == ("COMPANY_NOT_FOUND", ["company_group_id"])
+
+
+def test_moving_a_company_moves_it_and_its_leads_to_the_new_group(
+    companies: CompanyStub, leads: LeadStub, workspace: Workspace
+) -> None:
+    first, branch, twig = chain(companies, workspace, "First", "Branch", "Twig")
+    second = create(companies, workspace, name="Second")
+    create_lead(leads, workspace, email="on-branch@example.org", company_id=branch.id)
+    create_lead(leads, workspace, email="on-twig@example.org", company_id=twig.id)
+    create_lead(leads, workspace, email="on-first@example.org", company_id=first.id)
+
+    update(companies, workspace, branch.id, ["parent_company_id"], parent_company_id=second.id)
+    assert lead_emails(leads, workspace, company_group_id=first.id) == ["on-first@example.org"]
+    assert lead_emails(leads, workspace, company_group_id=second.id) == [
+        "on-branch@example.org",
+        "on-twig@example.org",
+    ]
+    # A lead linked after the move lands in the new group too.
+    create_lead(leads, workspace, email="late@example.org", company_id=twig.id)
+    assert len(lead_emails(leads, workspace, company_group_id=second.id)) == 3
+
+
+def test_filter_by_company_id_matches_the_id_exactly(
+    companies: CompanyStub, leads: LeadStub, workspace: Workspace
+) -> None:
+    acme = create(companies, workspace, name="Exact")
+    create_lead(leads, workspace, email="exact@example.org", company_id=acme.id)
+    assert lead_emails(leads, workspace, filter=f'company_id = "{acme.id}"') == [
+        "exact@example.org"
+    ]
+    assert lead_emails(leads, workspace, filter=f'company_id = "{acme.id.lower()}"') == []

@@ -1,0 +1,63 @@
+"""EventService over gRPC: proto ↔ domain translation only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+from tnx.crm.v1 import event_service_pb2, event_service_pb2_grpc
+
+from server.db.engine import Database
+from server.events import service
+from server.pagination import CursorCodec
+from server.rpc.context import workspace_id
+from server.rpc.convert import timestamp
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def to_proto(event: service.Event) -> event_service_pb2.Event:
+    payload = struct_pb2.Struct()
+    payload.update(event.payload)
+    return event_service_pb2.Event(
+        cursor=event.cursor,
+        type=event.type,
+        subject_id=event.subject_id,
+        payload=payload,
+        created_at=timestamp(event.created_at),
+    )
+
+
+class EventServicer(event_service_pb2_grpc.EventServiceServicer):
+    def __init__(self, db: Database, cursors: CursorCodec) -> None:
+        self.db, self.cursors = db, cursors
+
+    async def ListEvents(
+        self, request: event_service_pb2.ListEventsRequest, context: Context
+    ) -> event_service_pb2.ListEventsResponse:
+        page = await service.list_events(
+            self.db,
+            self.cursors,
+            workspace_id=workspace_id(),
+            after=request.after,
+            types=list(request.types),
+            limit=request.limit,
+        )
+        return event_service_pb2.ListEventsResponse(
+            events=[to_proto(e) for e in page.events], next_cursor=page.next_cursor
+        )
+
+    async def WatchEvents(
+        self, request: event_service_pb2.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[event_service_pb2.Event]:
+        events = service.watch_events(
+            self.db,
+            self.cursors,
+            workspace_id=workspace_id(),
+            after=request.after,
+            types=list(request.types),
+        )
+        async for event in events:
+            yield to_proto(event)

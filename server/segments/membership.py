@@ -1,0 +1,163 @@
+"""Rule membership, kept current inside the writing transaction.
+
+After any write that can change which rule segments a lead belongs to (create, update,
+archive, import batch, company change), the writer calls `refresh` with the affected lead
+ids. One statement evaluates every rule segment of the workspace against those leads,
+inserts and deletes memberships, and writes a `segment.lead_entered` / `segment.lead_exited`
+event per change; member counts follow in segment-id order, so concurrent writers always
+lock segment rows in the same order and cannot deadlock.
+
+Each segment's rule is compiled to SQL once per version (id, updated_at) and cached.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Text
+
+from server.filtering.compiler import compile_predicate
+from server.segments import rules
+
+ENTERED = "segment.lead_entered"
+EXITED = "segment.lead_exited"
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_predicate_sql: dict[tuple[str, datetime], str] = {}
+
+
+@dataclass(frozen=True)
+class RuleSegment:
+    id: str
+    rules: dict[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    segment_id: str
+    lead_id: str
+    type: str  # ENTERED | EXITED
+
+
+def predicate_sql(segment: RuleSegment) -> str:
+    """The segment's rule as a SQL boolean over the `leads` table, with values inlined."""
+    key = (segment.id, segment.updated_at)
+    cached = _predicate_sql.get(key)
+    if cached is None:
+        predicate = compile_predicate(rules.from_json(segment.rules), label="segment.rules")
+        compiled = predicate.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
+        cached = _predicate_sql[key] = str(compiled)
+    return cached
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _refresh_sql(segments: Sequence[RuleSegment]) -> str:
+    cases = ",\n".join(f"CASE WHEN ({predicate_sql(s)}) THEN {_quote(s.id)} END" for s in segments)
+    return f"""
+    WITH desired AS (
+        SELECT leads.id AS lead_id, wanted.segment_id
+        FROM leads
+        CROSS JOIN LATERAL unnest(ARRAY[{cases}]::text[]) AS wanted(segment_id)
+        WHERE leads.workspace_id = :workspace_id AND leads.id = ANY(:lead_ids)
+          AND leads.archived_at IS NULL AND wanted.segment_id IS NOT NULL
+    ),
+    entered AS (
+        INSERT INTO segment_members (segment_id, lead_id)
+        SELECT segment_id, lead_id FROM desired
+        ON CONFLICT DO NOTHING
+        RETURNING segment_id, lead_id
+    ),
+    exited AS (
+        DELETE FROM segment_members m
+        WHERE m.lead_id = ANY(:lead_ids) AND m.segment_id = ANY(:segment_ids)
+          AND NOT EXISTS (SELECT 1 FROM desired d
+                          WHERE d.segment_id = m.segment_id AND d.lead_id = m.lead_id)
+        RETURNING segment_id, lead_id
+    ),
+    changes AS (
+        SELECT segment_id, lead_id, '{ENTERED}' AS type FROM entered
+        UNION ALL
+        SELECT segment_id, lead_id, '{EXITED}' AS type FROM exited
+    ),
+    logged AS (
+        INSERT INTO events (workspace_id, type, subject_id, payload)
+        SELECT :workspace_id, type, lead_id,
+               jsonb_build_object('segment_id', segment_id, 'lead_id', lead_id,
+                                  'cause', CAST(:cause AS text))
+        FROM changes
+    )
+    SELECT segment_id, lead_id, type FROM changes
+    """
+
+
+async def rule_segments(
+    conn: AsyncConnection, *, workspace_id: str, only: Sequence[str] | None = None
+) -> list[RuleSegment]:
+    sql = (
+        "SELECT id, rules, updated_at FROM segments "
+        "WHERE workspace_id = :ws AND membership = 'rule'"
+    )
+    params: dict[str, Any] = {"ws": workspace_id}
+    if only is not None:
+        sql += " AND id = ANY(:only)"
+        params["only"] = list(only)
+    rows = (await conn.execute(text(sql + " ORDER BY id"), params)).all()
+    return [RuleSegment(id=r.id, rules=r.rules, updated_at=r.updated_at) for r in rows]
+
+
+async def refresh(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    lead_ids: Sequence[str],
+    cause: str,
+    only_segments: Sequence[str] | None = None,
+) -> list[Change]:
+    """Bring rule membership of these leads up to date; returns what changed."""
+    if not lead_ids:
+        return []
+    segments = await rule_segments(conn, workspace_id=workspace_id, only=only_segments)
+    if not segments:
+        return []
+    statement = text(_refresh_sql(segments)).bindparams(
+        bindparam("lead_ids", type_=ARRAY(Text)), bindparam("segment_ids", type_=ARRAY(Text))
+    )
+    rows = (
+        await conn.execute(
+            statement,
+            {
+                "workspace_id": workspace_id,
+                "lead_ids": list(lead_ids),
+                "segment_ids": [s.id for s in segments],
+                "cause": cause,
+            },
+        )
+    ).all()
+    changes = [Change(segment_id=r.segment_id, lead_id=r.lead_id, type=r.type) for r in rows]
+    await apply_count_deltas(conn, changes)
+    return changes
+
+
+async def apply_count_deltas(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    deltas: Counter[str] = Counter()
+    for change in changes:
+        deltas[change.segment_id] += 1 if change.type == ENTERED else -1
+    # Segment-id order: every writer locks segment rows in the same order.
+    for segment_id in sorted(deltas):
+        if deltas[segment_id]:
+            await conn.execute(
+                text("UPDATE segments SET member_count = member_count + :d WHERE id = :id"),
+                {"d": deltas[segment_id], "id": segment_id},
+            )

@@ -1,0 +1,387 @@
+"""Segments: static lists kept by hand and rule lists kept current on every write."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import ids
+from server.db.engine import AnyRow, Database
+from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.events import service as events
+from server.filtering.ast import Node
+from server.pagination import CursorCodec, fingerprint, page_size
+from server.segments import membership, queries, rules
+
+log = logging.getLogger(__name__)
+
+MEMBERSHIPS = ("static", "rule")
+MAX_NAME = 200
+MAX_MEMBER_IDS = 1000
+# A rule segment of a workspace with fewer leads is built inside the create/update call,
+# so it is READY when the call returns; larger ones build in the background.
+SYNC_BUILD_LIMIT = 20_000
+BUILD_BATCH = 5_000
+UPDATABLE = ("name", "description", "rules")
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str
+    name: str
+    description: str
+    membership: str
+    rules: Node | None
+    member_count: int
+    state: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class SegmentInput:
+    name: str = ""
+    description: str = ""
+    membership: str = ""
+    rules: Node | None = None
+
+
+@dataclass(frozen=True)
+class SegmentPage:
+    segments: list[Segment]
+    next_cursor: str
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    changed: list[str]
+    unchanged: list[str]
+    not_found: list[str]
+    member_count: int
+
+
+def _to_segment(row: AnyRow) -> Segment:
+    return Segment(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        membership=row.membership,
+        rules=rules.from_json(row.rules) if row.rules is not None else None,
+        member_count=row.member_count,
+        state=row.state,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _check_name(name: str) -> str:
+    clean = name.strip()
+    if not clean:
+        raise InvalidArgument.on("segment.name", "is required", reason="SEGMENT_INVALID")
+    if len(clean) > MAX_NAME:
+        raise InvalidArgument.on(
+            "segment.name", f"longer than {MAX_NAME} characters", reason="SEGMENT_INVALID"
+        )
+    return clean
+
+
+class SegmentBuilder:
+    """Populates rule segments in the background, one batch per transaction, so writes are
+    never blocked for long; a segment is READY once every lead has been evaluated.
+
+    Builds run in the server process; a build cut short by a restart is picked up again at
+    start-up (`resume`), because a segment stays `building` until its last batch commits."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def schedule(self, *, workspace_id: str, segment_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.build(workspace_id=workspace_id, segment_id=segment_id)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resume(self) -> None:
+        async with self.db.transaction() as conn:
+            pending = await queries.building_segments(conn)
+        for row in pending:
+            self.schedule(workspace_id=row.workspace_id, segment_id=row.id)
+
+    async def wait(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def build(self, *, workspace_id: str, segment_id: str) -> None:
+        try:
+            await build_segment(self.db, workspace_id=workspace_id, segment_id=segment_id)
+        except Exception:
+            log.exception("building segment %s failed; it stays BUILDING until restart", segment_id)
+
+
+async def build_segment(db: Database, *, workspace_id: str, segment_id: str) -> None:
+    """Evaluate every lead of the workspace against one segment's rule, batch by batch."""
+    after: str | None = None
+    async with db.transaction() as conn:
+        row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+    if row is None or row.state != "building":
+        return
+    version = row.updated_at
+    while True:
+        async with db.transaction() as conn:
+            current = await queries.get_segment(
+                conn, workspace_id=workspace_id, segment_id=segment_id
+            )
+            if current is None or current.updated_at != version:
+                return  # deleted, or the rule changed and a newer build took over
+            batch = await queries.lead_ids_batch(
+                conn, workspace_id=workspace_id, after_id=after, limit=BUILD_BATCH
+            )
+            await membership.refresh(
+                conn,
+                workspace_id=workspace_id,
+                lead_ids=batch,
+                cause="segment.built",
+                only_segments=[segment_id],
+            )
+            if len(batch) < BUILD_BATCH:
+                await queries.mark_ready(conn, segment_id=segment_id, version=version)
+                return
+            after = batch[-1]
+
+
+async def _build_now(conn: AsyncConnection, *, workspace_id: str, segment_id: str) -> bool:
+    """Build inside the caller's transaction when the workspace is small; True if done."""
+    total = await queries.count_workspace_leads(
+        conn, workspace_id=workspace_id, cap=SYNC_BUILD_LIMIT
+    )
+    if total >= SYNC_BUILD_LIMIT:
+        return False
+    batch = await queries.lead_ids_batch(
+        conn, workspace_id=workspace_id, after_id=None, limit=SYNC_BUILD_LIMIT
+    )
+    await membership.refresh(
+        conn,
+        workspace_id=workspace_id,
+        lead_ids=batch,
+        cause="segment.built",
+        only_segments=[segment_id],
+    )
+    await queries.mark_ready(conn, segment_id=segment_id, version=None)
+    return True
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+async def create_segment(
+    db: Database, builder: SegmentBuilder, *, workspace_id: str, data: SegmentInput
+) -> Segment:
+    name = _check_name(data.name)
+    if data.membership not in MEMBERSHIPS:
+        raise InvalidArgument.on(
+            "segment.membership", "must be STATIC or RULE", reason="SEGMENT_INVALID"
+        )
+    if data.membership == "rule":
+        if data.rules is None:
+            raise InvalidArgument.on(
+                "segment.rules", "a RULE segment needs rules", reason="SEGMENT_INVALID"
+            )
+        rules.validate(data.rules)
+    elif data.rules is not None:
+        raise InvalidArgument.on(
+            "segment.rules", "a STATIC segment has no rules", reason="SEGMENT_INVALID"
+        )
+    segment_id = ids.new_id("seg")
+    values = {
+        "id": segment_id,
+        "workspace_id": workspace_id,
+        "name": name,
+        "description": data.description.strip(),
+        "membership": data.membership,
+        "rules": rules.to_json(data.rules) if data.rules is not None else None,
+        "state": "building" if data.membership == "rule" else "ready",
+    }
+    async with db.transaction() as conn:
+        await queries.insert_segment(conn, values=values)
+        await events.record(
+            conn, workspace_id=workspace_id, event_type="segment.created", subject_id=segment_id
+        )
+        built = data.membership != "rule" or await _build_now(
+            conn, workspace_id=workspace_id, segment_id=segment_id
+        )
+        row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+    if not built:
+        builder.schedule(workspace_id=workspace_id, segment_id=segment_id)
+    assert row is not None
+    return _to_segment(row)
+
+
+async def get_segment(db: Database, *, workspace_id: str, segment_id: str) -> Segment:
+    async with db.transaction() as conn:
+        row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+    if row is None:
+        raise NotFound.resource("segment", segment_id)
+    return _to_segment(row)
+
+
+async def update_segment(
+    db: Database,
+    builder: SegmentBuilder,
+    *,
+    workspace_id: str,
+    segment_id: str,
+    data: SegmentInput,
+    paths: Sequence[str],
+) -> Segment:
+    unknown = [p for p in paths if p not in UPDATABLE]
+    if unknown:
+        raise InvalidArgument.on(
+            "update_mask",
+            f"unknown or read-only field path {unknown[0]!r}",
+            reason="UPDATE_MASK_INVALID",
+        )
+    values: dict[str, object] = {}
+    if "name" in paths:
+        values["name"] = _check_name(data.name)
+    if "description" in paths:
+        values["description"] = data.description.strip()
+    async with db.transaction() as conn:
+        row = await queries.get_segment(
+            conn, workspace_id=workspace_id, segment_id=segment_id, lock=True
+        )
+        if row is None:
+            raise NotFound.resource("segment", segment_id)
+        rebuild = "rules" in paths
+        if rebuild:
+            if row.membership != "rule":
+                raise InvalidArgument.on(
+                    "segment.rules", "a STATIC segment has no rules", reason="SEGMENT_INVALID"
+                )
+            if data.rules is None:
+                raise InvalidArgument.on(
+                    "segment.rules", "a RULE segment needs rules", reason="SEGMENT_INVALID"
+                )
+            rules.validate(data.rules)
+            values.update(rules=rules.to_json(data.rules), state="building")
+        if not values:
+            return _to_segment(row)
+        await queries.update_segment(
+            conn, workspace_id=workspace_id, segment_id=segment_id, values=values
+        )
+        await events.record(
+            conn,
+            workspace_id=workspace_id,
+            event_type="segment.updated",
+            subject_id=segment_id,
+            payload={"fields": sorted(paths)},
+        )
+        built = not rebuild or await _build_now(
+            conn, workspace_id=workspace_id, segment_id=segment_id
+        )
+        updated = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+    if not built:
+        builder.schedule(workspace_id=workspace_id, segment_id=segment_id)
+    assert updated is not None
+    return _to_segment(updated)
+
+
+async def delete_segment(db: Database, *, workspace_id: str, segment_id: str) -> None:
+    async with db.transaction() as conn:
+        if not await queries.delete_segment(conn, workspace_id=workspace_id, segment_id=segment_id):
+            raise NotFound.resource("segment", segment_id)
+        await events.record(
+            conn, workspace_id=workspace_id, event_type="segment.deleted", subject_id=segment_id
+        )
+
+
+async def list_segments(
+    db: Database, codec: CursorCodec, *, workspace_id: str, limit: int, cursor: str
+) -> SegmentPage:
+    size = page_size(limit)
+    query_key = fingerprint("segments")
+    after = None
+    if cursor:
+        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
+        after = str(position[0]) if position else None
+    async with db.transaction() as conn:
+        rows = await queries.list_segments(
+            conn, workspace_id=workspace_id, after_id=after, limit=size
+        )
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = (
+        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
+        if more
+        else ""
+    )
+    return SegmentPage(segments=[_to_segment(r) for r in rows], next_cursor=next_cursor)
+
+
+def _member_ids(lead_ids: Sequence[str]) -> list[str]:
+    unique = list(dict.fromkeys(i.strip() for i in lead_ids if i.strip()))
+    if not unique:
+        raise InvalidArgument.on(
+            "lead_ids", "name at least one lead", reason="SEGMENT_MEMBERS_INVALID"
+        )
+    if len(unique) > MAX_MEMBER_IDS:
+        raise InvalidArgument.on(
+            "lead_ids", f"at most {MAX_MEMBER_IDS} per call", reason="SEGMENT_MEMBERS_INVALID"
+        )
+    return unique
+
+
+async def change_members(
+    db: Database, *, workspace_id: str, segment_id: str, lead_ids: Sequence[str], add: bool
+) -> MemberChange:
+    """Add or remove leads of a STATIC segment. Idempotent; ids of no lead of this workspace
+    are reported back, never silently dropped."""
+    wanted = _member_ids(lead_ids)
+    async with db.transaction() as conn:
+        row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+        if row is None:
+            raise NotFound.resource("segment", segment_id)
+        if row.membership != "static":
+            raise FailedPrecondition(
+                message="a RULE segment's members follow its rules; change the rules or the leads",
+                reason="SEGMENT_IS_RULE_BASED",
+                metadata={"segment_id": segment_id},
+            )
+        existing = await queries.existing_lead_ids(conn, workspace_id=workspace_id, lead_ids=wanted)
+        known = [i for i in wanted if i in existing]
+        if add:
+            changed = await queries.add_members(conn, segment_id=segment_id, lead_ids=known)
+        else:
+            changed = await queries.remove_members(conn, segment_id=segment_id, lead_ids=known)
+        kind = membership.ENTERED if add else membership.EXITED
+        changes = [membership.Change(segment_id, lead_id, kind) for lead_id in changed]
+        await events.record_many(
+            conn,
+            workspace_id=workspace_id,
+            items=[
+                (kind, lead_id, {"segment_id": segment_id, "lead_id": lead_id, "cause": "manual"})
+                for lead_id in changed
+            ],
+        )
+        await membership.apply_count_deltas(conn, changes)
+        count = (
+            await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+        ).member_count  # type: ignore[union-attr]
+    changed_set = set(changed)
+    return MemberChange(
+        changed=[i for i in known if i in changed_set],
+        unchanged=[i for i in known if i not in changed_set],
+        not_found=[i for i in wanted if i not in existing],
+        member_count=count,
+    )
+
+
+async def require_segment(conn: AsyncConnection, *, workspace_id: str, segment_id: str) -> None:
+    if await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id) is None:
+        raise NotFound.resource("segment", segment_id)

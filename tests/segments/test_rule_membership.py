@@ -1,0 +1,193 @@
+"""Rule segments stay current on every write, with an event for every entry and exit."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from tnx.crm.v1 import lead_service_pb2, segment_pb2, segment_service_pb2_grpc
+from tnx.crm.v1 import segment_service_pb2 as sps
+
+from tests.conftest import Workspace
+from tests.segments.helpers import (
+    Leads,
+    Segments,
+    add_lead,
+    all_of,
+    any_of,
+    cond,
+    get,
+    member_ids,
+    rule_segment,
+    update_lead,
+)
+from tests.support import db
+from tests.support.errors import details
+
+
+@pytest.fixture
+def segments(channel: grpc.Channel) -> Segments:
+    return segment_service_pb2_grpc.SegmentServiceStub(channel)
+
+
+def test_rule_segment_gains_lead_when_score_crosses_50(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    hot = rule_segment(segments, workspace, "hot", all_of(cond("score", "gte", 50)))
+    lead = add_lead(leads, workspace, "warm@example.com", score=40)
+    assert member_ids(segments, workspace, hot.id) == []
+    updated = update_lead(leads, workspace, lead.id, score=55)
+    assert updated.segment_ids == [hot.id]
+    assert member_ids(segments, workspace, hot.id) == [lead.id]
+    assert get(segments, workspace, hot.id).member_count == 1
+
+
+def test_lead_leaves_rule_segment_when_it_stops_matching_and_when_archived(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    saas = rule_segment(segments, workspace, "saas", all_of(cond("custom.industry", "eq", "SaaS")))
+    first = add_lead(leads, workspace, "a@saas.io", custom={"industry": "SaaS"})
+    second = add_lead(leads, workspace, "b@saas.io", custom={"industry": "saas"})
+    assert sorted(member_ids(segments, workspace, saas.id)) == sorted([first.id, second.id])
+    update_lead(leads, workspace, first.id, custom={"industry": "Retail"})
+    leads.ArchiveLead(
+        lead_service_pb2.ArchiveLeadRequest(id=second.id), metadata=workspace.metadata
+    )
+    assert member_ids(segments, workspace, saas.id) == []
+    assert get(segments, workspace, saas.id).member_count == 0
+    leads.UnarchiveLead(
+        lead_service_pb2.UnarchiveLeadRequest(id=second.id), metadata=workspace.metadata
+    )
+    assert member_ids(segments, workspace, saas.id) == [second.id]
+
+
+def test_new_rule_segment_includes_existing_leads_and_is_ready(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    vp = add_lead(
+        leads,
+        workspace,
+        "vp@growth.io",
+        title="VP Growth",
+        custom={"country": "US", "employees": 120},
+    )
+    add_lead(
+        leads, workspace, "cto@growth.io", title="CTO", custom={"country": "US", "employees": 120}
+    )
+    add_lead(
+        leads, workspace, "vp@tiny.io", title="VP Growth", custom={"country": "US", "employees": 5}
+    )
+    icp = rule_segment(
+        segments,
+        workspace,
+        "ICP - VP Growth, US, 50-500 FTE",
+        all_of(
+            cond("title", "contains", "vp growth"),
+            cond("custom.country", "eq", "US"),
+            cond("custom.employees", "between", [50, 500]),
+        ),
+    )
+    assert icp.state == segment_pb2.Segment.READY
+    assert icp.member_count == 1
+    assert member_ids(segments, workspace, icp.id) == [vp.id]
+
+
+def test_nested_groups_and_negative_operators(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    a = add_lead(leads, workspace, "a@x.io", source="webinar", score=10)
+    b = add_lead(leads, workspace, "b@y.io", source="import", score=90)
+    add_lead(leads, workspace, "c@z.io", source="import", score=10, custom={"optout": True})
+    segment = rule_segment(
+        segments,
+        workspace,
+        "mix",
+        all_of(
+            any_of(cond("source", "eq", "webinar"), cond("score", "gt", 50)),
+            cond("custom.optout", "not_exists"),
+            cond("email_domain", "not_in", ["spam.io"]),
+        ),
+    )
+    assert sorted(member_ids(segments, workspace, segment.id)) == sorted([a.id, b.id])
+
+
+def test_editing_the_rule_rebuilds_membership(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    low = add_lead(leads, workspace, "low@x.io", score=10)
+    high = add_lead(leads, workspace, "high@x.io", score=90)
+    segment = rule_segment(segments, workspace, "s", all_of(cond("score", "lt", 50)))
+    assert member_ids(segments, workspace, segment.id) == [low.id]
+    changed = segments.UpdateSegment(
+        sps.UpdateSegmentRequest(
+            segment=segment_pb2.Segment(id=segment.id, rules=all_of(cond("score", "gte", 50)))
+        ),
+        metadata=workspace.metadata,
+    )
+    assert changed.state == segment_pb2.Segment.READY and changed.member_count == 1
+    assert member_ids(segments, workspace, segment.id) == [high.id]
+
+
+def test_each_entry_and_exit_writes_an_event_with_its_cause(
+    segments: Segments, leads: Leads, workspace: Workspace, database_url: str
+) -> None:
+    hot = rule_segment(segments, workspace, "hot", all_of(cond("score", "gte", 50)))
+    lead = add_lead(leads, workspace, "ev@x.io", score=60)
+    update_lead(leads, workspace, lead.id, score=1)  # 0 would mean "not given" without a mask
+    rows = db.query(
+        database_url,
+        "SELECT type, payload->>'segment_id', payload->>'cause' FROM events "
+        "WHERE workspace_id = %s AND type LIKE 'segment.lead_%%' ORDER BY id",
+        workspace.id,
+    )
+    assert rows == [
+        ("segment.lead_entered", hot.id, "lead.created"),
+        ("segment.lead_exited", hot.id, "lead.updated"),
+    ]
+
+
+def test_list_leads_by_segment_for_rule_and_static_segments(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    lead = add_lead(leads, workspace, "member@x.io", score=70)
+    add_lead(leads, workspace, "other@x.io", score=1)
+    hot = rule_segment(segments, workspace, "hot", all_of(cond("score", "gte", 50)))
+    listed = leads.ListLeads(
+        lead_service_pb2.ListLeadsRequest(segment_id=hot.id), metadata=workspace.metadata
+    )
+    assert [item.id for item in listed.leads] == [lead.id]
+
+
+@pytest.mark.parametrize(
+    ("rules", "field"),
+    [
+        (all_of(cond("shoe_size", "eq", 3)), "segment.rules.rules[0].condition"),
+        (all_of(cond("score", "resembles", 3)), "segment.rules.rules[0].condition"),
+        (all_of(cond("score", "gte", "high")), "segment.rules.rules[0].condition"),
+        (all_of(cond("created_at", "within_last", "a while")), "segment.rules.rules[0].condition"),
+        (all_of(cond("title", "eq", "x"), any_of()), "segment.rules.rules[1]"),
+        (all_of(), "segment.rules"),
+    ],
+)
+def test_bad_rules_are_invalid_naming_the_node_and_create_nothing(
+    segments: Segments,
+    workspace: Workspace,
+    database_url: str,
+    rules: segment_pb2.RuleGroup,
+    field: str,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        rule_segment(segments, workspace, "bad", rules)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(caught.value)[1] == [field]
+    assert db.query(
+        database_url, "SELECT count(*) FROM segments WHERE workspace_id = %s", workspace.id
+    ) == [(0,)]
+
+
+def test_rule_nested_too_deep_is_invalid(segments: Segments, workspace: Workspace) -> None:
+    group = all_of(cond("score", "gt", 1))
+    for _ in range(12):
+        group = all_of(segment_pb2.Rule(group=group))
+    with pytest.raises(grpc.RpcError) as caught:
+        rule_segment(segments, workspace, "deep", group)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
