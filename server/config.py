@@ -23,6 +23,7 @@ class Settings:
     descriptor_path: Path
     max_request_bytes: int
     log_level: str
+    segment_sync_build_limit: int
 
 
 def _int(name: str, default: int) -> int:
@@ -47,4 +48,6 @@ def load_settings() -> Settings:
         ),
         max_request_bytes=_int("CRM_MAX_REQUEST_BYTES", 4 * 1024 * 1024),
         log_level=os.environ.get("CRM_LOG_LEVEL", "INFO"),
+        # Rule segments of workspaces with fewer leads are built inside the request.
+        segment_sync_build_limit=_int("CRM_SEGMENT_SYNC_BUILD_LIMIT", 20_000),
     )

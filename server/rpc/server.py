@@ -57,10 +57,10 @@ class App:
     builder: SegmentBuilder
 
 
-async def build_app(url: str, *, pool_size: int = 10) -> App:
+async def build_app(url: str, *, pool_size: int = 10, sync_build_limit: int = 20_000) -> App:
     db = Database(make_engine(url, pool_size=pool_size))
     cursors = CursorCodec(await shared_secret(db, "cursor"))
-    return App(db=db, cursors=cursors, builder=SegmentBuilder(db))
+    return App(db=db, cursors=cursors, builder=SegmentBuilder(db, sync_limit=sync_build_limit))
 
 
 def build_server(
@@ -105,7 +105,9 @@ def build_server(
 async def serve(
     settings: Settings, *, extra: Callable[[grpc.aio.Server], None] | None = None
 ) -> None:
-    app = await build_app(database_url(settings))
+    app = await build_app(
+        database_url(settings), sync_build_limit=settings.segment_sync_build_limit
+    )
     server, health_servicer = build_server(app, settings, extra=extra)
     await server.start()
     # Rule segments whose build a restart cut short carry on where they stopped.

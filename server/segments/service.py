@@ -97,8 +97,9 @@ class SegmentBuilder:
     Builds run in the server process; a build cut short by a restart is picked up again at
     start-up (`resume`), because a segment stays `building` until its last batch commits."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, sync_limit: int = SYNC_BUILD_LIMIT) -> None:
         self.db = db
+        self.sync_limit = sync_limit
         self._tasks: set[asyncio.Task[None]] = set()
 
     def schedule(self, *, workspace_id: str, segment_id: str) -> None:
@@ -156,15 +157,15 @@ async def build_segment(db: Database, *, workspace_id: str, segment_id: str) -> 
             after = batch[-1]
 
 
-async def _build_now(conn: AsyncConnection, *, workspace_id: str, segment_id: str) -> bool:
+async def _build_now(
+    conn: AsyncConnection, *, workspace_id: str, segment_id: str, limit: int
+) -> bool:
     """Build inside the caller's transaction when the workspace is small; True if done."""
-    total = await queries.count_workspace_leads(
-        conn, workspace_id=workspace_id, cap=SYNC_BUILD_LIMIT
-    )
-    if total >= SYNC_BUILD_LIMIT:
+    total = await queries.count_workspace_leads(conn, workspace_id=workspace_id, cap=limit)
+    if total >= limit:
         return False
     batch = await queries.lead_ids_batch(
-        conn, workspace_id=workspace_id, after_id=None, limit=SYNC_BUILD_LIMIT
+        conn, workspace_id=workspace_id, after_id=None, limit=limit
     )
     await membership.refresh(
         conn,
@@ -214,7 +215,7 @@ async def create_segment(
             conn, workspace_id=workspace_id, event_type="segment.created", subject_id=segment_id
         )
         built = data.membership != "rule" or await _build_now(
-            conn, workspace_id=workspace_id, segment_id=segment_id
+            conn, workspace_id=workspace_id, segment_id=segment_id, limit=builder.sync_limit
         )
         row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
     if not built:
@@ -283,7 +284,7 @@ async def update_segment(
             payload={"fields": sorted(paths)},
         )
         built = not rebuild or await _build_now(
-            conn, workspace_id=workspace_id, segment_id=segment_id
+            conn, workspace_id=workspace_id, segment_id=segment_id, limit=builder.sync_limit
         )
         updated = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
     if not built:

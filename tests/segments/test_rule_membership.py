@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from tnx.crm.v1 import lead_service_pb2, segment_pb2, segment_service_pb2_grpc
@@ -191,3 +193,25 @@ def test_rule_nested_too_deep_is_invalid(segments: Segments, workspace: Workspac
     with pytest.raises(grpc.RpcError) as caught:
         rule_segment(segments, workspace, "deep", group)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rule_segment_of_a_large_workspace_builds_in_the_background_without_blocking_writes(
+    segments: Segments, leads: Leads, workspace: Workspace, database_url: str
+) -> None:
+    # The test server builds inline below 100 leads; this workspace has 3,000.
+    db.execute(
+        database_url,
+        "INSERT INTO leads (id, workspace_id, email, score) SELECT 'lead_B' || lpad(g::text, 25, '0'), "
+        "%s, 'big' || g || '@example.com', g %% 100 FROM generate_series(1, 3000) g",
+        workspace.id,
+    )
+    segment = rule_segment(segments, workspace, "top", all_of(cond("score", "gte", 90)))
+    assert segment.state == segment_pb2.Segment.BUILDING
+    late = add_lead(leads, workspace, "late@x.io", score=95)  # a write while it builds
+    deadline = time.monotonic() + 30
+    while get(segments, workspace, segment.id).state != segment_pb2.Segment.READY:
+        assert time.monotonic() < deadline, "the segment never became READY"
+        time.sleep(0.1)
+    members = member_ids(segments, workspace, segment.id)
+    assert len(members) == 301 and late.id in members
+    assert get(segments, workspace, segment.id).member_count == 301

@@ -71,6 +71,8 @@ def grpc_server(database_url: str, log_path: Path, **extra_env: str) -> Iterator
         "CRM_DATABASE_URL": database_url,
         "CRM_GRPC_PORT": str(port),
         "CRM_LOG_LEVEL": "WARNING",
+        # Small, so a test can see a rule segment build in the background.
+        "CRM_SEGMENT_SYNC_BUILD_LIMIT": "100",
         **extra_env,
     }
     with log_path.open("wb") as log:
