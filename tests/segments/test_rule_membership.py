@@ -201,8 +201,9 @@ def test_rule_segment_of_a_large_workspace_builds_in_the_background_without_bloc
     # The test server builds inline below 100 leads; this workspace has 3,000.
     db.execute(
         database_url,
-        "INSERT INTO leads (id, workspace_id, email, score) SELECT 'lead_B' || lpad(g::text, 25, '0'), "
-        "%s, 'big' || g || '@example.com', g %% 100 FROM generate_series(1, 3000) g",
+        "INSERT INTO leads (id, workspace_id, email, score) "
+        "SELECT 'lead_B' || lpad(g::text, 25, '0'), %s, 'big' || g || '@example.com', g %% 100 "
+        "FROM generate_series(1, 3000) g",
         workspace.id,
     )
     segment = rule_segment(segments, workspace, "top", all_of(cond("score", "gte", 90)))
