@@ -17,5 +17,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
+    # "heads": domains add migrations side by side (each on the last shared revision);
+    # every branch is applied.
     command.upgrade(alembic_config(url), revision)

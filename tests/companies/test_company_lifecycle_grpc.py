@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -387,3 +388,36 @@ def test_a_group_deeper_than_the_limit_is_refused(
     assert db.snapshot(database_url, workspace.id) == before
     # Four levels more still fit (60 + 4 = 64).
     set_parent(companies, workspace, branch[1].id, deep[-1].id)
+
+
+def test_concurrent_moves_that_would_together_make_a_cycle_cannot_both_succeed(
+    companies: CompanyStub, workspace: Workspace, database_url: str
+) -> None:
+    pairs = [
+        (create(companies, workspace, name=f"A{i}"), create(companies, workspace, name=f"B{i}"))
+        for i in range(8)
+    ]
+
+    def attempt(child: str, parent: str) -> bool:
+        try:
+            set_parent(companies, workspace, child, parent)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [
+            (pool.submit(attempt, a.id, b.id), pool.submit(attempt, b.id, a.id)) for a, b in pairs
+        ]
+        outcomes = [(x.result(), y.result()) for x, y in futures]
+    assert all(first != second for first, second in outcomes)
+    parents = dict(
+        db.query(
+            database_url,
+            "SELECT id, parent_company_id FROM companies WHERE workspace_id = %s",
+            workspace.id,
+        )
+    )
+    for a, b in pairs:
+        assert not (parents[a.id] == b.id and parents[b.id] == a.id)
