@@ -23,16 +23,19 @@ subsidiaries) and the database-side time of each statement (EXPLAIN ANALYZE).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import psycopg
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ClauseElement, Executable
 from tnx.crm.v1 import (
     company_service_pb2,
     company_service_pb2_grpc,
@@ -41,6 +44,8 @@ from tnx.crm.v1 import (
 )
 
 from server import ids
+from server.companies import queries
+from server.db.engine import make_engine
 from server.db.url import libpq_url
 from tests.support import db, stack
 
@@ -232,6 +237,35 @@ def sql_ms(url: str, sql: str, *params: Any) -> float:
     return statistics.median(times)
 
 
+def tree_sql(url: str, workspace_id: str, company_id: str) -> str:
+    """The exact statement GetCompanyTree runs for a first page, with its values inlined."""
+    captured: list[Executable] = []
+
+    class Empty:
+        def all(self) -> list[Any]:
+            return []
+
+    class Capture:
+        async def execute(self, statement: Executable) -> Empty:
+            captured.append(statement)
+            return Empty()
+
+    call = queries.tree_page(
+        cast(AsyncConnection, Capture()),
+        workspace_id=workspace_id,
+        company_id=company_id,
+        max_depth=queries.MAX_WALK,
+        include_archived=False,
+        after=(0, ""),
+        limit=PAGE,
+    )
+    asyncio.run(call)
+    statement = cast(ClauseElement, captured[0])
+    dialect = make_engine(url).dialect
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled).replace("%", "%%")
+
+
 def run(plan: Plan) -> int:
     started = time.perf_counter()
     with db.fresh_database() as url:
@@ -284,6 +318,8 @@ def measure(plan: Plan, url: str, seeded: Seeded, channel: grpc.Channel) -> int:
     assert walked == plan.group - 1, walked
 
     root_ms, leaf_ms = compare(lambda: tree(seeded.root), lambda: tree(seeded.leaf), plan)
+    root_sql = sql_ms(url, tree_sql(url, seeded.workspace_id, seeded.root))
+    leaf_sql = sql_ms(url, tree_sql(url, seeded.workspace_id, seeded.leaf))
     group_ms, one_ms = compare(
         lambda: listed(company_group_id=seeded.root), lambda: listed(filter=one_filter), plan
     )
@@ -309,8 +345,10 @@ def measure(plan: Plan, url: str, seeded: Seeded, channel: grpc.Channel) -> int:
         f"{_lead_count(plan):,} leads; p50 over {plan.rounds} rounds x "
         f"{plan.calls} gRPC calls",
         "",
-        f"  GetCompanyTree root, first page of {PAGE}      {root_ms:8.2f} ms",
-        f"  GetCompanyTree leaf (4 ancestors)            {leaf_ms:8.2f} ms",
+        f"  GetCompanyTree root, first page of {PAGE}      {root_ms:8.2f} ms"
+        f"   (SQL alone {root_sql:.2f} ms)",
+        f"  GetCompanyTree leaf (4 ancestors)            {leaf_ms:8.2f} ms"
+        f"   (SQL alone {leaf_sql:.2f} ms)",
         f"  GetCompanyTree root, last page (cursor)      {last_ms:8.2f} ms   (context)",
         f"  ListLeads company_group_id=root, {PAGE}/page   {group_ms:8.2f} ms"
         f"   (SQL alone {group_sql:.2f} ms)",

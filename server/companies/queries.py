@@ -5,6 +5,11 @@ frontier (the ids of one level) as an array and finds the next level with one in
 (`parent_company_id = ANY(frontier)`). A group of any size costs one statement and one
 index scan per level, never a query per company, and a paginated walk can stop at the first
 level that fills the page.
+
+Beside parent_company_id each company keeps its `path` (the ids from its root down to it),
+and each linked lead a copy of it: "leads in the group of X" is then one range of
+leads.company_path, which needs no walk at all. Paths change only under the hierarchy lock,
+together with parent_company_id (move_subtree).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Companies: the domain rules for creating, changing, archiving and listing them, and for
-their parent/subsidiary hierarchy."""
+"""Companies: the domain rules for creating, changing and archiving them, and for their
+parent/subsidiary hierarchy (reads are in listing.py)."""
 
 from __future__ import annotations
 
