@@ -32,6 +32,7 @@ from server.errors import (
 )
 from server.events import service as events
 from server.filtering.fields import CUSTOM_KEY
+from server.segments import membership
 
 # Levels in one group, root included. Real groups are a handful deep; the bound keeps a
 # company's path (the ids from its root) well inside what a btree index entry can hold.
@@ -164,6 +165,10 @@ async def create_company(db: Database, *, workspace_id: str, data: CompanyInput)
                 values["path"] = f"{parent_path}{company_id}/"
             row = await queries.insert_company(conn, values=values)
             linked = await _link_leads(conn, row)
+            if linked:
+                await membership.refresh_company_leads(
+                    conn, workspace_id=workspace_id, company_ids=[row.id], cause="company.created"
+                )
             await events.record(
                 conn,
                 workspace_id=workspace_id,
@@ -280,6 +285,9 @@ async def update_company(
                     conn, workspace_id=workspace_id, company_id=company_id, name=row.name
                 )
             linked = await _link_leads(conn, row) if row.domain != before.domain else 0
+            await membership.refresh_company_leads(
+                conn, workspace_id=workspace_id, company_ids=[company_id], cause="company.updated"
+            )
             changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
             await events.record(
                 conn,
@@ -353,6 +361,12 @@ async def set_archived(
             values={"archived_at": func.now() if archived else null()},
         )
         assert updated is not None
+        await membership.refresh_company_leads(
+            conn,
+            workspace_id=workspace_id,
+            company_ids=[company_id, *below],
+            cause="company.archived" if archived else "company.unarchived",
+        )
         for subject in [company_id, *below]:
             await events.record(
                 conn,

@@ -18,19 +18,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
+from server.db.tables import leads
 from server.filtering.compiler import compile_predicate
 from server.segments import rules
 
+COMPANY_REFRESH_BATCH = 10_000
 ENTERED = "segment.lead_entered"
 EXITED = "segment.lead_exited"
 
-_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+# Named paramstyle: literal SQL with single % signs; text() escapes them for the driver.
+_DIALECT = postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
 _predicate_sql: dict[tuple[str, datetime], str] = {}
 
 
@@ -54,8 +57,13 @@ def predicate_sql(segment: RuleSegment) -> str:
     cached = _predicate_sql.get(key)
     if cached is None:
         predicate = compile_predicate(rules.from_json(segment.rules), label="segment.rules")
-        compiled = predicate.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
-        cached = _predicate_sql[key] = str(compiled)
+        # Compiled inside a SELECT FROM leads, so subqueries on related rows (a lead's
+        # company) correlate to the outer lead instead of scanning leads on their own.
+        statement = select(leads.c.id).where(predicate)
+        compiled = str(statement.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+        head, separator, condition = compiled.partition("\nWHERE ")
+        assert separator and head.rstrip().endswith("FROM leads"), compiled
+        cached = _predicate_sql[key] = condition
     return cached
 
 
@@ -161,3 +169,25 @@ async def apply_count_deltas(conn: AsyncConnection, changes: Sequence[Change]) -
                 text("UPDATE segments SET member_count = member_count + :d WHERE id = :id"),
                 {"d": deltas[segment_id], "id": segment_id},
             )
+
+
+async def refresh_company_leads(
+    conn: AsyncConnection, *, workspace_id: str, company_ids: Sequence[str], cause: str
+) -> list[Change]:
+    """A company change can move its linked leads in or out of rule segments that test
+    `company.*` fields: re-evaluate them (only when the workspace has rule segments)."""
+    if not company_ids or not await rule_segments(conn, workspace_id=workspace_id):
+        return []
+    lead_ids = list(
+        (
+            await conn.scalars(
+                text("SELECT id FROM leads WHERE workspace_id = :ws AND company_id = ANY(:ids)"),
+                {"ws": workspace_id, "ids": list(company_ids)},
+            )
+        ).all()
+    )
+    changes: list[Change] = []
+    for start in range(0, len(lead_ids), COMPANY_REFRESH_BATCH):
+        batch = lead_ids[start : start + COMPANY_REFRESH_BATCH]
+        changes += await refresh(conn, workspace_id=workspace_id, lead_ids=batch, cause=cause)
+    return changes

@@ -6,9 +6,16 @@ import time
 
 import grpc
 import pytest
-from tnx.crm.v1 import lead_service_pb2, segment_pb2, segment_service_pb2_grpc
+from tnx.crm.v1 import (
+    company_service_pb2,
+    company_service_pb2_grpc,
+    lead_service_pb2,
+    segment_pb2,
+    segment_service_pb2_grpc,
+)
 from tnx.crm.v1 import segment_service_pb2 as sps
 
+from tests.companies import support as company_support
 from tests.conftest import Workspace
 from tests.segments.helpers import (
     Leads,
@@ -216,3 +223,30 @@ def test_rule_segment_of_a_large_workspace_builds_in_the_background_without_bloc
     members = member_ids(segments, workspace, segment.id)
     assert len(members) == 301 and late.id in members
     assert get(segments, workspace, segment.id).member_count == 301
+
+
+def test_company_change_moves_its_leads_in_and_out_of_rule_segments(
+    segments: Segments, leads: Leads, channel: grpc.Channel, workspace: Workspace
+) -> None:
+    companies = company_service_pb2_grpc.CompanyServiceStub(channel)
+    acme = company_support.create(
+        companies, workspace, name="Acme", domain="acme.io", employee_count=40
+    )
+    lead = add_lead(leads, workspace, "ann@acme.io")
+    assert lead.company_id == acme.id
+    mid_market = rule_segment(
+        segments,
+        workspace,
+        "50-500 FTE",
+        all_of(cond("company.employee_count", "between", [50, 500])),
+    )
+    assert member_ids(segments, workspace, mid_market.id) == []
+    company_support.update(companies, workspace, acme.id, ["employee_count"], employee_count=120)
+    assert member_ids(segments, workspace, mid_market.id) == [lead.id]
+    companies.ArchiveCompany(
+        company_service_pb2.ArchiveCompanyRequest(id=acme.id), metadata=workspace.metadata
+    )
+    archived_only = rule_segment(
+        segments, workspace, "live companies", all_of(cond("company.archived_at", "not_exists"))
+    )
+    assert lead.id not in member_ids(segments, workspace, archived_only.id)
