@@ -24,6 +24,14 @@ class Settings:
     max_request_bytes: int
     log_level: str
     segment_sync_build_limit: int
+    # Forms: the gateway's public base URL the embed snippet posts to (None: the request's
+    # host through the gateway, else http://CRM_HTTP_HOST:CRM_HTTP_PORT); public submission
+    # rate limits a minute per client IP and per form (0 turns one off); the peers whose
+    # x-forwarded-for is believed (the gateway's addresses).
+    public_base_url: str | None = None
+    form_ip_rate_limit_per_minute: int = 30
+    form_rate_limit_per_minute: int = 600
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 def _int(name: str, default: int) -> int:
@@ -50,4 +58,12 @@ def load_settings() -> Settings:
         log_level=os.environ.get("CRM_LOG_LEVEL", "INFO"),
         # Rule segments of workspaces with fewer leads are built inside the request.
         segment_sync_build_limit=_int("CRM_SEGMENT_SYNC_BUILD_LIMIT", 20_000),
+        public_base_url=os.environ.get("CRM_PUBLIC_BASE_URL") or None,
+        form_ip_rate_limit_per_minute=_int("CRM_FORM_IP_RATE_LIMIT_PER_MINUTE", 30),
+        form_rate_limit_per_minute=_int("CRM_FORM_RATE_LIMIT_PER_MINUTE", 600),
+        trusted_proxies=tuple(
+            part.strip()
+            for part in os.environ.get("CRM_TRUSTED_PROXIES", "127.0.0.0/8,::1/128").split(",")
+            if part.strip()
+        ),
     )

@@ -15,8 +15,12 @@ TRANSCODED_SERVICES = [
     "tnx.crm.v1.CompanyService",
     "tnx.crm.v1.SegmentService",
     "tnx.crm.v1.EventService",
+    "tnx.crm.v1.FormService",
+    "tnx.public.v1.PublicFormService",
 ]
 MAX_JSON_BODY_BYTES = 1024 * 1024
+# A public form submission is a few fields: anything bigger is refused with 413 at the edge.
+MAX_PUBLIC_BODY_BYTES = 64 * 1024
 
 
 def render(settings: Settings, target: Path | None = None) -> Path:
@@ -31,6 +35,7 @@ def render(settings: Settings, target: Path | None = None) -> Path:
         descriptor_path=settings.descriptor_path,
         services=", ".join(f'"{name}"' for name in TRANSCODED_SERVICES),
         max_body_bytes=MAX_JSON_BODY_BYTES,
+        max_public_body_bytes=MAX_PUBLIC_BODY_BYTES,
         route_timeout="60s",
     )
     target = target or settings.data_dir / f"envoy-{settings.http_port}.yaml"

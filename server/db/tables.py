@@ -14,7 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 
 metadata = MetaData()
 
@@ -128,4 +128,48 @@ segment_members = Table(
     Column("segment_id", Text, ForeignKey("segments.id"), primary_key=True),
     Column("lead_id", Text, ForeignKey("leads.id"), primary_key=True),
     Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+forms = Table(
+    "forms",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("slug", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("fields", JSONB, nullable=False),
+    Column("segment_ids", ARRAY(Text), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("allowed_origins", ARRAY(Text), nullable=False),
+    Column("success_message", Text, nullable=False),
+    Column("redirect_url", Text, nullable=False),
+    Column("submit_label", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+form_submissions = Table(
+    "form_submissions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("form_id", Text, ForeignKey("forms.id"), nullable=False),
+    Column("lead_id", Text, ForeignKey("leads.id"), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("page_url", Text, nullable=False),
+    Column("user_agent", Text, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+)
+
+# What a lead did (form_submitted, …), for timelines and behavioural scoring.
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("lead_id", Text, ForeignKey("leads.id"), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
 )

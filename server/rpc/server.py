@@ -18,11 +18,14 @@ from tnx.crm.v1 import (
     company_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    form_service_pb2,
+    form_service_pb2_grpc,
     lead_service_pb2,
     lead_service_pb2_grpc,
     segment_service_pb2,
     segment_service_pb2_grpc,
 )
+from tnx.public.v1 import public_form_service_pb2, public_form_service_pb2_grpc
 
 from server.auth.service import Authenticator
 from server.companies.rpc import CompanyServicer
@@ -31,6 +34,11 @@ from server.db.engine import Database, make_engine
 from server.db.secrets import shared_secret
 from server.db.url import database_url
 from server.events.rpc import EventServicer
+from server.forms import tokens as form_tokens
+from server.forms.limits import SubmissionLimits
+from server.forms.public_rpc import PublicFormServicer
+from server.forms.rpc import FormServicer
+from server.forms.submit import PublicForms
 from server.leads.rpc import LeadServicer
 from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
@@ -44,6 +52,8 @@ SERVICE_NAMES = [
     company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"].full_name,
     segment_service_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    form_service_pb2.DESCRIPTOR.services_by_name["FormService"].full_name,
+    public_form_service_pb2.DESCRIPTOR.services_by_name["PublicFormService"].full_name,
 ]
 SHUTDOWN_GRACE_S = 5.0
 
@@ -55,12 +65,18 @@ class App:
     db: Database
     cursors: CursorCodec
     builder: SegmentBuilder
+    form_secret: bytes = b""  # signs embed tokens (server/forms/tokens.py)
 
 
 async def build_app(url: str, *, pool_size: int = 10, sync_build_limit: int = 20_000) -> App:
     db = Database(make_engine(url, pool_size=pool_size))
     cursors = CursorCodec(await shared_secret(db, "cursor"))
-    return App(db=db, cursors=cursors, builder=SegmentBuilder(db, sync_limit=sync_build_limit))
+    return App(
+        db=db,
+        cursors=cursors,
+        builder=SegmentBuilder(db, sync_limit=sync_build_limit),
+        form_secret=await shared_secret(db, form_tokens.SECRET_NAME),
+    )
 
 
 def build_server(
@@ -90,6 +106,16 @@ def build_server(
     )
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
         EventServicer(app.db, app.cursors), server
+    )
+    form_service_pb2_grpc.add_FormServiceServicer_to_server(
+        FormServicer(app.db, app.cursors, app.form_secret, settings), server
+    )
+    limits = SubmissionLimits.per_minute(
+        per_ip=settings.form_ip_rate_limit_per_minute, per_form=settings.form_rate_limit_per_minute
+    )
+    public_form_service_pb2_grpc.add_PublicFormServiceServicer_to_server(
+        PublicFormServicer(PublicForms(app.db, app.form_secret, limits), settings.trusted_proxies),
+        server,
     )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
