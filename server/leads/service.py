@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from dataclasses import fields, replace
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, and_, func, null
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,101 +14,25 @@ from server import ids
 from server.companies import linking
 from server.companies.service import Company
 from server.db.engine import AnyRow, Database
-from server.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from server.errors import FieldViolation, InvalidArgument, NotFound
 from server.events import service as events
 from server.filtering import expression
 from server.filtering.ast import Condition, Node, all_of
 from server.filtering.compiler import compile_predicate
-from server.filtering.fields import CUSTOM_KEY, LEAD_STATUSES
-from server.leads import queries
+from server.filtering.fields import CUSTOM_KEY
+from server.leads import queries, validation
+from server.leads.model import CUSTOM_PATH, DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE
+from server.leads.model import Lead as Lead
+from server.leads.model import LeadFilters as LeadFilters
+from server.leads.model import LeadInput as LeadInput
+from server.leads.model import Page as Page
 from server.leads.phones import to_e164
 from server.pagination import CursorCodec, fingerprint, page_size
 from server.segments import membership
 from server.segments import queries as segment_queries
 
-MAX_TEXT = 500
-MAX_CUSTOM_BYTES = 64 * 1024
-DEFAULT_SOURCE = "api"
-DEFAULT_STATUS = "new"
-
-# Fields a client may set, and the update_mask paths that name them.
-WRITABLE = (
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "phone",
-    "company",
-    "company_id",
-    "source",
-    "score",
-    "status",
-    "custom_fields",
-    "last_activity_at",
-)
-CUSTOM_PATH = "custom_fields."
+# The domain's shapes are re-exported above (`x as x`): callers use service.LeadInput, ….
 Predicate = ColumnElement[bool]
-
-
-@dataclass
-class LeadInput:
-    """What a client sends: every writable field, with its default when not given."""
-
-    email: str = ""
-    first_name: str = ""
-    last_name: str = ""
-    title: str = ""
-    phone: str = ""
-    company: str = ""
-    company_id: str = ""
-    source: str = ""
-    score: int = 0
-    status: str = ""
-    custom_fields: dict[str, Any] = field(default_factory=dict)
-    last_activity_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Lead:
-    id: str
-    email: str
-    first_name: str
-    last_name: str
-    title: str
-    phone: str
-    company: str
-    company_id: str | None
-    source: str
-    score: int
-    status: str
-    custom_fields: dict[str, Any]
-    segment_ids: list[str]
-    last_activity_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    archived_at: datetime | None
-    linked_company: Company | None = None
-
-
-@dataclass(frozen=True)
-class LeadFilters:
-    segment_id: str = ""
-    source: str = ""
-    score_min: int | None = None
-    score_max: int | None = None
-    last_activity_after: datetime | None = None
-    last_activity_before: datetime | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    filter: str = ""
-    include_archived: bool = False
-    company_group_id: str = ""
-
-
-@dataclass(frozen=True)
-class Page:
-    leads: list[Lead]
-    next_cursor: str
 
 
 def _to_lead(row: AnyRow, linked: dict[str, Company] | None = None) -> Lead:
@@ -136,61 +57,6 @@ async def _linked(
 
 
 # -- validation -----------------------------------------------------------------------
-
-
-def _normalise_email(raw: str, violations: list[FieldViolation], *, field_name: str) -> str:
-    email = raw.strip()
-    if not email:
-        violations.append(FieldViolation(field_name, "is required"))
-        return email
-    try:
-        result = validate_email(email, check_deliverability=False)
-    except EmailNotValidError as exc:
-        violations.append(FieldViolation(field_name, f"is not a valid email address: {exc}"))
-        return email
-    return result.normalized.lower()
-
-
-def _validate(data: LeadInput, paths: set[str], prefix: str) -> LeadInput:
-    """Check the named fields; returns the input normalised. Raises one error with every
-    violation, so a client can fix them all at once."""
-    violations: list[FieldViolation] = []
-    out = replace(data)
-    if "email" in paths:
-        out.email = _normalise_email(data.email, violations, field_name=f"{prefix}email")
-    for name in ("first_name", "last_name", "title", "phone", "company", "source"):
-        if name in paths:
-            setattr(out, name, getattr(data, name).strip())
-            if len(getattr(out, name)) > MAX_TEXT:
-                violations.append(
-                    FieldViolation(f"{prefix}{name}", f"longer than {MAX_TEXT} characters")
-                )
-    if "score" in paths and data.score < 0:
-        violations.append(FieldViolation(f"{prefix}score", "must not be negative"))
-    if "status" in paths and data.status and data.status not in LEAD_STATUSES:
-        violations.append(FieldViolation(f"{prefix}status", f"unknown status {data.status!r}"))
-    if "custom_fields" in paths or any(p.startswith(CUSTOM_PATH) for p in paths):
-        violations.extend(_custom_field_violations(data.custom_fields, prefix))
-    if violations:
-        raise InvalidArgument(
-            message="; ".join(f"{v.field}: {v.description}" for v in violations),
-            reason="LEAD_INVALID",
-            violations=violations,
-        )
-    return out
-
-
-def _custom_field_violations(custom: dict[str, Any], prefix: str) -> list[FieldViolation]:
-    problems = [
-        FieldViolation(f"{prefix}custom_fields.{key}", "keys are letters, digits, _ or -, up to 64")
-        for key in custom
-        if not CUSTOM_KEY.match(key)
-    ]
-    if len(json.dumps(custom)) > MAX_CUSTOM_BYTES:
-        problems.append(
-            FieldViolation(f"{prefix}custom_fields", f"larger than {MAX_CUSTOM_BYTES} bytes")
-        )
-    return problems
 
 
 async def _company_link(
@@ -230,24 +96,11 @@ async def _company_link(
     return {}
 
 
-def _duplicate_email(email: str) -> AlreadyExists:
-    return AlreadyExists(
-        message=f"a lead with email {email!r} already exists in this workspace",
-        reason="LEAD_EMAIL_TAKEN",
-        violations=[FieldViolation("lead.email", "already used by another lead")],
-        metadata={"email": email},
-    )
-
-
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "23505"
-
-
 # -- commands -------------------------------------------------------------------------
 
 
 async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Lead:
-    clean = _validate(data, set(WRITABLE), prefix="lead.")
+    clean = validation.validate(data, set(WRITABLE), prefix="lead.")
     values = {
         "id": ids.new_id("lead"),
         "workspace_id": workspace_id,
@@ -274,8 +127,8 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
             row = await _refresh_segments(conn, workspace_id, row, cause="lead.created")
             linked = await _linked(conn, workspace_id, [row])
     except IntegrityError as exc:
-        if _is_unique_violation(exc):
-            raise _duplicate_email(clean.email) from None
+        if validation.is_unique_violation(exc):
+            raise validation.duplicate_email(clean.email) from None
         raise
     return _to_lead(row, linked)
 
@@ -321,7 +174,7 @@ async def update_lead(
     or (when absent from data) removes one key."""
     whole, custom_keys = _resolve_paths(paths)
     checked = whole | ({"custom_fields"} if custom_keys else set())
-    clean = _validate(data, checked, prefix="lead.")
+    clean = validation.validate(data, checked, prefix="lead.")
     values: dict[str, Any] = {
         n: getattr(clean, n) for n in whole if n not in ("custom_fields", "company_id")
     }
@@ -368,8 +221,8 @@ async def update_lead(
                 payload={"fields": changed},
             )
     except IntegrityError as exc:
-        if _is_unique_violation(exc):
-            raise _duplicate_email(clean.email) from None
+        if validation.is_unique_violation(exc):
+            raise validation.duplicate_email(clean.email) from None
         raise
     return _to_lead(row, linked)
 
