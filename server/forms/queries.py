@@ -68,10 +68,9 @@ async def list_forms(
 
 
 async def static_segment_ids(
-    conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str], lock: bool = False
+    conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str]
 ) -> set[str]:
-    """Which of these ids are STATIC segments of the workspace; `lock` key-shares them so
-    none is deleted before memberships referencing it commit."""
+    """Which of these ids are STATIC segments of the workspace."""
     if not segment_ids:
         return set()
     query = select(segments.c.id).where(
@@ -79,8 +78,6 @@ async def static_segment_ids(
         segments.c.id.in_(list(segment_ids)),
         segments.c.membership == "static",
     )
-    if lock:
-        query = query.order_by(segments.c.id).with_for_update(key_share=True)
     return set((await conn.scalars(query)).all())
 
 
@@ -141,14 +138,27 @@ async def insert_activity(conn: AsyncConnection, *, values: dict[str, Any]) -> N
 
 
 async def add_to_segments(
-    conn: AsyncConnection, *, lead_id: str, segment_ids: Sequence[str]
+    conn: AsyncConnection, *, workspace_id: str, lead_id: str, segment_ids: Sequence[str]
 ) -> list[str]:
-    """Add one lead to several segments; returns the segments it was not in before."""
+    """Add one lead to those of these segments that are still STATIC segments of the
+    workspace (a target deleted since the form was saved is skipped: the rows are
+    key-share locked as they are read, so none can vanish before this commits). Returns the
+    segments the lead was not in before."""
     if not segment_ids:
         return []
+    targets = (
+        select(segments.c.id, literal(lead_id))
+        .where(
+            segments.c.workspace_id == workspace_id,
+            segments.c.id.in_(list(segment_ids)),
+            segments.c.membership == "static",
+        )
+        .order_by(segments.c.id)
+        .with_for_update(key_share=True)
+    )
     statement = (
         pg_insert(segment_members)
-        .values([{"segment_id": s, "lead_id": lead_id} for s in segment_ids])
+        .from_select(["segment_id", "lead_id"], targets)
         .on_conflict_do_nothing()
         .returning(segment_members.c.segment_id)
     )

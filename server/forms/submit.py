@@ -167,13 +167,8 @@ async def _record(
             "occurred_at": now,
         },
     )
-    # Segments deleted since the form was saved are skipped; the rest are key-share locked.
-    targets = await queries.static_segment_ids(
-        conn, workspace_id=workspace_id, segment_ids=form.segment_ids, lock=True
-    )
-    entered = await queries.add_to_segments(conn, lead_id=lead_id, segment_ids=sorted(targets))
-    await membership.apply_count_deltas(
-        conn, [membership.Change(s, lead_id, membership.ENTERED) for s in entered]
+    entered = await queries.add_to_segments(
+        conn, workspace_id=workspace_id, lead_id=lead_id, segment_ids=form.segment_ids
     )
     lead_event = (
         ("lead.created", lead_id, {"email": checked.email, "form_id": form.id})
@@ -205,6 +200,12 @@ async def _record(
                 },
             ),
         ],
+    )
+    # Member counts are hot rows every submission to the form updates: their row locks are
+    # taken last, held only until commit. Static before rule segments, as imports do, so
+    # the two never wait on each other in opposite orders.
+    await membership.apply_count_deltas(
+        conn, [membership.Change(s, lead_id, membership.ENTERED) for s in entered]
     )
     # Rule segments see the new values and last_activity_at in this same transaction.
     await membership.refresh(conn, workspace_id=workspace_id, lead_ids=[lead_id], cause=EVENT)
