@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install gen lint typecheck check bench clean
+.PHONY: up test install gen lint typecheck check bench bench-forms clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ check: lint typecheck test
 
 bench: $(STAMP) gateway/build/descriptor.binpb
 	$(BIN)/python -m bench.leads
+
+# Public form submissions/s through Envoy, rate limits off (bench/forms.py).
+bench-forms: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.forms
 
 clean:
 	rm -rf $(VENV) build gateway/build

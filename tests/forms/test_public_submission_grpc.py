@@ -20,9 +20,11 @@ from tests.conftest import Workspace
 from tests.forms.conftest import FORM_LIMIT, IP_LIMIT, LimitedStack
 from tests.forms.support import (
     SITE,
+    Field,
     Forms,
     Public,
     code_of,
+    contact_fields,
     create_form,
     embed,
     signed_token,
@@ -491,3 +493,18 @@ def test_past_the_per_form_limit_submissions_are_refused_with_429(
     other = create_form(forms, workspace, name="Other")
     other_token = embed(forms, workspace, other.id).token
     assert submit(public, other.slug, other_token, valid_values(), client_ip="192.0.2.201")
+
+
+def test_a_submission_too_large_to_store_is_invalid_and_writes_nothing(
+    forms: Forms, public: Public, workspace: Workspace, database_url: str
+) -> None:
+    long_fields = [Field(name=f"answer_{i}", type=Field.TEXT) for i in range(20)]
+    form = create_form(forms, workspace, fields=[*contact_fields(), *long_fields])
+    token = embed(forms, workspace, form.id).token
+    values = valid_values(**{f"answer_{i}": "x" * 1900 for i in range(20)})  # ~38 KB
+    before = written(database_url, workspace.id)
+    with pytest.raises(grpc.RpcError) as refused:
+        submit(public, form.slug, token, values)
+    assert code_of(refused.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(refused.value) == ("FORM_SUBMISSION_INVALID", ["fields"])
+    assert written(database_url, workspace.id) == before
