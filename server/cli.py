@@ -21,6 +21,7 @@ from server.db import migrate
 from server.db.engine import Database, make_engine
 from server.db.url import database_url
 from server.errors import DomainError
+from server.imports import cli as imports_cli
 
 T = TypeVar("T")
 
@@ -78,6 +79,8 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
         server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env)
         children.append(server)
         _wait_for_port(settings.grpc_host, settings.grpc_port, server)
+        # Imports run in a worker on the embedded broker (or CRM_BROKER_URL).
+        children.append(subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env))
         envoy = subprocess.Popen(gateway.command(gateway.render(settings)), env=env)
         children.append(envoy)
         _wait_for_port(settings.http_host, settings.http_port, envoy)
@@ -118,6 +121,14 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     _logging(settings)
     migrate.upgrade(database_url(settings))
     asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    from server.imports import tasks
+
+    _logging(settings)
+    tasks.worker_main(settings, database_url(settings))
     return 0
 
 
@@ -169,11 +180,15 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tnx-crm", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run PostgreSQL, the gRPC server and the gateway").set_defaults(
-        run=cmd_up
-    )
+    commands.add_parser(
+        "up", help="run PostgreSQL, the gRPC server, a worker and the gateway"
+    ).set_defaults(run=cmd_up)
     commands.add_parser("serve", help="run the gRPC server").set_defaults(run=cmd_serve)
     commands.add_parser("gateway", help="run the Envoy REST gateway").set_defaults(run=cmd_gateway)
+    commands.add_parser("worker", help="run a background worker (imports)").set_defaults(
+        run=cmd_worker
+    )
+    imports_cli.add_commands(commands)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
 
     workspaces = commands.add_parser("workspaces").add_subparsers(dest="action", required=True)

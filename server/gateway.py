@@ -15,6 +15,7 @@ TRANSCODED_SERVICES = [
     "tnx.crm.v1.CompanyService",
     "tnx.crm.v1.SegmentService",
     "tnx.crm.v1.EventService",
+    "tnx.crm.v1.ImportService",
     "tnx.crm.v1.FormService",
     "tnx.public.v1.PublicFormService",
 ]

@@ -18,6 +18,8 @@ from tnx.crm.v1 import (
     company_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    import_service_pb2,
+    import_service_pb2_grpc,
     form_service_pb2,
     form_service_pb2_grpc,
     lead_service_pb2,
@@ -34,6 +36,8 @@ from server.db.engine import Database, make_engine
 from server.db.secrets import shared_secret
 from server.db.url import database_url
 from server.events.rpc import EventServicer
+from server.imports import settings as import_settings
+from server.imports.rpc import ImportServicer
 from server.forms import tokens as form_tokens
 from server.forms.limits import SubmissionLimits
 from server.forms.public_rpc import PublicFormServicer
@@ -44,6 +48,7 @@ from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
 from server.segments.rpc import SegmentServicer
 from server.segments.service import SegmentBuilder
+from server.worker import enqueuer
 
 log = logging.getLogger("tnx.server")
 
@@ -52,6 +57,7 @@ SERVICE_NAMES = [
     company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"].full_name,
     segment_service_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    import_service_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
     form_service_pb2.DESCRIPTOR.services_by_name["FormService"].full_name,
     public_form_service_pb2.DESCRIPTOR.services_by_name["PublicFormService"].full_name,
 ]
@@ -106,6 +112,11 @@ def build_server(
     )
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
         EventServicer(app.db, app.cursors), server
+    )
+    db_url = app.db.engine.url.render_as_string(hide_password=False)
+    import_service_pb2_grpc.add_ImportServiceServicer_to_server(
+        ImportServicer(app.db, app.cursors, import_settings.load(), enqueuer(settings, db_url)),
+        server,
     )
     form_service_pb2_grpc.add_FormServiceServicer_to_server(
         FormServicer(app.db, app.cursors, app.form_secret, settings), server

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import gateway
 from server.config import REPO_ROOT, load_settings
+from tests.support.imports import import_env
 
 
 def free_port() -> int:
@@ -73,6 +74,8 @@ def grpc_server(database_url: str, log_path: Path, **extra_env: str) -> Iterator
         "CRM_LOG_LEVEL": "WARNING",
         # Small, so a test can see a rule segment build in the background.
         "CRM_SEGMENT_SYNC_BUILD_LIMIT": "100",
+        # The import queue and limits the session's workers share (tests/support/imports.py).
+        **import_env(),
         # Every test's requests through Envoy come from 127.0.0.1: no per-IP submission
         # limit here; tests/forms runs a server of its own with small limits to test them.
         "CRM_FORM_IP_RATE_LIMIT_PER_MINUTE": "0",
