@@ -33,10 +33,13 @@ from bench.echo_server import ECHO_METHOD
 from bench.procs import (
     BENCH_DIR,
     CpuUse,
+    Pids,
     Server,
     bench_server,
     fresh_database,
     machine_cpu_seconds,
+    postmaster_pid,
+    wait_for_quiet,
 )
 from bench.seed import GROWTH_PHRASE, seed_leads
 from server.config import REPO_ROOT
@@ -107,12 +110,14 @@ class Fixture:
     """What the load runs need: the server, a key, the GetLead id pool and echo payload."""
 
     server: Server
+    pids: Pids
     key: str
     ids_file: Path
     payload_file: Path
 
 
 def run_grpc(plan: Plan, fx: Fixture, kind: str, concurrency: int) -> report.Measurement:
+    wait_for_quiet()
     argv = [
         sys.executable,
         "-m",
@@ -133,8 +138,8 @@ def run_grpc(plan: Plan, fx: Fixture, kind: str, concurrency: int) -> report.Mea
         str(fx.ids_file),
         "--payload",
         str(fx.payload_file),
-        "--server-pid",
-        str(fx.server.pid),
+        "--pids",
+        *fx.pids.as_args(),
     ]
     out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=REPO_ROOT)
     data = json.loads(out.stdout.strip().splitlines()[-1])
@@ -153,6 +158,7 @@ def run_grpc(plan: Plan, fx: Fixture, kind: str, concurrency: int) -> report.Mea
 def run_rest(
     plan: Plan, fx: Fixture, wrk: str, base_url: str, connections: int
 ) -> report.Measurement:
+    wait_for_quiet()
     result = rest.run_wrk(
         wrk,
         base_url=base_url,
@@ -161,7 +167,7 @@ def run_rest(
         connections=connections,
         warmup_s=plan.warmup_s,
         duration_s=plan.duration_s,
-        server_pid=fx.server.pid,
+        pids=fx.pids,
         work_dir=BENCH_DIR,
     )
     return report.Measurement(
@@ -176,7 +182,7 @@ def run_rest(
     )
 
 
-def prepare_fixture(server: Server, key: str, ids: list[str]) -> Fixture:
+def prepare_fixture(server: Server, pids: Pids, key: str, ids: list[str]) -> Fixture:
     ids_file = BENCH_DIR / "lead-ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     with grpc.insecure_channel(server.address) as channel:
@@ -198,7 +204,7 @@ def prepare_fixture(server: Server, key: str, ids: list[str]) -> Fixture:
                 raise
     payload_file = BENCH_DIR / "echo-payload.bin"
     payload_file.write_bytes(payload)
-    return Fixture(server=server, key=key, ids_file=ids_file, payload_file=payload_file)
+    return Fixture(server, pids, key, ids_file, payload_file)
 
 
 def load_rounds(plan: Plan, fx: Fixture, wrk: str | None, base_url: str | None) -> report.Rounds:
@@ -247,7 +253,8 @@ def measure(plan: Plan, wrk: str | None) -> Outcome:
         say(f"seeded {API_LEADS:,} leads for GetLead/CreateLead")
 
         with bench_server(url, OUT_DIR / "server.log", plan.log_level) as server:
-            fx = prepare_fixture(server, api.key, pool.sample_ids)
+            pids = Pids(server=server.pid, postgres=postmaster_pid(url), bench=os.getpid())
+            fx = prepare_fixture(server, pids, api.key, pool.sample_ids)
             if wrk:
                 with stack.envoy_gateway(server.port, BENCH_DIR) as base_url:
                     rounds = load_rounds(plan, fx, wrk, base_url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import time
@@ -24,7 +23,7 @@ import grpc
 from tnx.crm.v1 import lead_pb2, lead_service_pb2
 
 from bench.echo_server import ECHO_METHOD
-from bench.procs import CpuUse, cpu_sample
+from bench.procs import CpuUse, Pids, cpu_sample
 
 LEAD_SERVICE = "/tnx.crm.v1.LeadService"
 METHODS = {
@@ -105,7 +104,7 @@ async def run(
     warmup_s: float,
     duration_s: float,
     make_request: Callable[[], bytes],
-    server_pid: int,
+    pids: Pids,
 ) -> Result:
     result = Result(method=method, concurrency=concurrency)
     metadata = (("authorization", f"Bearer {key}"),)
@@ -138,9 +137,9 @@ async def run(
 
         async def sampler() -> None:
             await asyncio.sleep(max(start_at - time.perf_counter(), 0))
-            first = cpu_sample(server_pid, os.getpid())
+            first = cpu_sample(pids)
             await asyncio.sleep(max(stop_at - time.perf_counter(), 0))
-            result.cpu = CpuUse.between(first, cpu_sample(server_pid, os.getpid())).as_dict()
+            result.cpu = asdict(CpuUse.between(first, cpu_sample(pids)))
 
         await asyncio.gather(sampler(), *(worker() for _ in range(concurrency)))
         result.seconds = duration_s
@@ -157,7 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--ids", type=Path, help="file of lead ids, one a line (GetLead)")
     parser.add_argument("--payload", type=Path, help="bytes the echo sends (a serialized Lead)")
-    parser.add_argument("--server-pid", type=int, required=True)
+    parser.add_argument(
+        "--pids",
+        nargs=3,
+        required=True,
+        metavar=("SERVER", "POSTMASTER", "BENCH"),
+        help="whose CPU to attribute (0 for an unknown postmaster)",
+    )
     args = parser.parse_args(argv)
     ids = args.ids.read_text().split() if args.ids else []
     payload = args.payload.read_bytes() if args.payload else b""
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             warmup_s=args.warmup,
             duration_s=args.duration,
             make_request=request_factory(args.method, ids, payload),
-            server_pid=args.server_pid,
+            pids=Pids.from_args(args.pids),
         )
     )
     json.dump(result.summary(), sys.stdout)

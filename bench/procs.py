@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,16 +87,44 @@ def bench_server(database_url: str, log_path: Path, log_level: str) -> Iterator[
 
 
 # -- CPU accounting -------------------------------------------------------------------
+#
+# A window's CPU is split into: the gRPC server process; PostgreSQL (every process of the
+# cluster the benchmark's database lives in, when it runs on this machine); the rest of the
+# benchmark's own process tree (load generator, Envoy, wrk); and `foreign`, whatever else
+# ran on the machine meanwhile (another job's tests, say), which skews the figures.
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of it and its reaped children) for every process."""
+    table: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # After "pid (comm)": state, ppid, … then utime, stime, cutime, cstime (man proc).
+        # cutime/cstime hold the CPU of children already reaped (PostgreSQL backends that
+        # ended, say), so a tree's sum doesn't drop when one of its processes exits.
+        fields = text.rsplit(")", 1)[1].split()
+        ticks = sum(int(v) for v in fields[11:15])
+        table[int(entry.name)] = (int(fields[1]), ticks / CLOCK_TICKS)
+    return table
+
+
+def _tree_cpu(table: dict[int, tuple[int, float]], root: int | None) -> float:
+    if not root or root not in table:
         return 0.0
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += table[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -106,51 +135,100 @@ def machine_cpu_seconds() -> tuple[float, float]:
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
 
 
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's pid when it runs on this machine (its backend's parent)."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        stat = Path(f"/proc/{row[0] if row else 0}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+@dataclass(frozen=True)
+class Pids:
+    """Whose CPU to attribute: the server, PostgreSQL's postmaster and the benchmark's root."""
+
+    server: int
+    postgres: int | None
+    bench: int
+
+    def as_args(self) -> list[str]:
+        return [str(self.server), str(self.postgres or 0), str(self.bench)]
+
+    @staticmethod
+    def from_args(values: list[str]) -> Pids:
+        server, postgres, bench = (int(v) for v in values)
+        return Pids(server=server, postgres=postgres or None, bench=bench)
+
+
 @dataclass(frozen=True)
 class CpuSample:
     server: float
-    client: float
+    postgres: float
+    ours: float  # the benchmark's tree (server and clients included) plus PostgreSQL
     busy: float
     total: float
 
 
-def cpu_sample(server_pid: int, client_pid: int | None = None) -> CpuSample:
+def cpu_sample(pids: Pids) -> CpuSample:
+    table = _processes()
     busy, total = machine_cpu_seconds()
-    client = process_cpu_seconds(client_pid) if client_pid else 0.0
-    return CpuSample(server=process_cpu_seconds(server_pid), client=client, busy=busy, total=total)
+    postgres = _tree_cpu(table, pids.postgres)
+    return CpuSample(
+        server=_tree_cpu(table, pids.server),
+        postgres=postgres,
+        ours=_tree_cpu(table, pids.bench) + postgres,
+        busy=busy,
+        total=total,
+    )
 
 
 @dataclass(frozen=True)
 class CpuUse:
-    """CPU seconds spent during a window, per part; `other` is PostgreSQL, Envoy and the rest."""
+    """CPU seconds spent during a window, per part (see above)."""
 
     server: float
+    postgres: float
     client: float
-    other: float
+    foreign: float
     idle: float
 
     @staticmethod
     def between(start: CpuSample, end: CpuSample) -> CpuUse:
         server = end.server - start.server
-        client = end.client - start.client
+        postgres = end.postgres - start.postgres
+        ours = end.ours - start.ours
         busy = end.busy - start.busy
         return CpuUse(
             server=server,
-            client=client,
-            other=max(busy - server - client, 0.0),
+            postgres=postgres,
+            client=max(ours - server - postgres, 0.0),
+            foreign=max(busy - ours, 0.0),
             idle=max((end.total - start.total) - busy, 0.0),
         )
 
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "server": self.server,
-            "client": self.client,
-            "other": self.other,
-            "idle": self.idle,
-        }
+    @property
+    def foreign_share(self) -> float:
+        """The share of the machine's capacity other jobs used during the window."""
+        capacity = self.server + self.postgres + self.client + self.foreign + self.idle
+        return self.foreign / capacity if capacity else 0.0
 
     @staticmethod
     def from_dict(data: dict[str, float]) -> CpuUse:
-        return CpuUse(
-            server=data["server"], client=data["client"], other=data["other"], idle=data["idle"]
-        )
+        names = ("server", "postgres", "client", "foreign", "idle")
+        return CpuUse(**{name: float(data[name]) for name in names})
+
+
+def wait_for_quiet(limit: float = 0.15, max_wait_s: float = 8.0) -> float:
+    """Between runs our processes idle, so the machine's load is other jobs': wait (a while)
+    until it drops under `limit`. Returns the last load seen."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0, total0 = machine_cpu_seconds()
+        time.sleep(0.5)
+        busy1, total1 = machine_cpu_seconds()
+        load = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+        if load < limit or time.monotonic() > deadline:
+            return load

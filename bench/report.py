@@ -17,6 +17,9 @@ LABELS = {
 }
 
 
+FOREIGN_LIMIT = 0.10  # a run during which other jobs used more than this is suspect
+
+
 @dataclass(frozen=True)
 class Measurement:
     kind: str  # echo | get | create | rest
@@ -69,6 +72,20 @@ class Rounds:
             return 0.0, 0.0, 0.0
         return _median(ratios), min(ratios), max(ratios)
 
+    def cpu_per_call(self, kind: str, c: int) -> float:
+        """CPU seconds per call, all parts of ours together (server, PostgreSQL, load side)."""
+        runs = self.by_key.get((kind, c), [])
+        calls = sum(m.calls for m in runs)
+        spent = sum(m.cpu.server + m.cpu.postgres + m.cpu.client for m in runs)
+        return spent / calls if calls else 0.0
+
+    def cpu_ratio(self, kind: str, base: str, c: int) -> str:
+        """The same ratio estimated from CPU per call: when the cores are the bottleneck,
+        calls/s go as 1 / CPU per call, and this barely moves when other jobs share the
+        machine, unlike calls/s."""
+        subject = self.cpu_per_call(kind, c)
+        return f"by CPU/call {self.cpu_per_call(base, c) / subject:.0%}" if subject else ""
+
 
 def _us_per_call(seconds: float, calls: int) -> str:
     return f"{seconds / calls * 1e6:,.0f}" if calls else "-"
@@ -77,7 +94,7 @@ def _us_per_call(seconds: float, calls: int) -> str:
 def throughput_table(rounds: Rounds) -> list[str]:
     head = (
         f"{'call':<20} {'in-flight':>9} {'calls/s':>8} {'(min-max)':>15} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'server':>7} {'pg+rest':>8} {'client':>7} {'errors':>6}"
+        f"{'p99 ms':>7} {'server':>7} {'postgres':>8} {'client':>7} {'foreign':>7} {'errors':>6}"
     )
     lines = [head, "-" * len(head)]
     order = list(LABELS)
@@ -86,20 +103,28 @@ def throughput_table(rounds: Rounds) -> list[str]:
     ):
         rates = [m.calls_per_s for m in runs]
         calls = sum(m.calls for m in runs)
+        foreign = max(m.cpu.foreign_share for m in runs)
         lines.append(
             f"{LABELS[kind]:<20} {c:>9} {_median(rates):>8,.0f} "
             f"{f'({min(rates):,.0f}-{max(rates):,.0f})':>15} "
             f"{rounds.median(kind, c, lambda m: m.p50_ms):>7.2f} "
             f"{rounds.median(kind, c, lambda m: m.p99_ms):>7.2f} "
             f"{_us_per_call(sum(m.cpu.server for m in runs), calls):>7} "
-            f"{_us_per_call(sum(m.cpu.other for m in runs), calls):>8} "
+            f"{_us_per_call(sum(m.cpu.postgres for m in runs), calls):>8} "
             f"{_us_per_call(sum(m.cpu.client for m in runs), calls):>7} "
-            f"{sum(m.errors for m in runs):>6}"
+            f"{foreign:>7.0%} {sum(m.errors for m in runs):>6}"
         )
-    lines.append(
-        "CPU columns: CPU µs per call in the gRPC server process, in everything else "
-        "(PostgreSQL, Envoy, wrk), in the Python load generator."
-    )
+    lines += [
+        "server / postgres / client: CPU µs per call in the gRPC server process, in PostgreSQL",
+        "and in the load side (Python load generator; for REST: wrk and Envoy). foreign: the",
+        "largest share of the machine that other jobs used during one of the runs.",
+    ]
+    worst = max((m.cpu.foreign_share for runs in rounds.by_key.values() for m in runs), default=0)
+    if worst > FOREIGN_LIMIT:
+        lines.append(
+            f"WARNING: other jobs used up to {worst:.0%} of the machine during a run: "
+            "absolute figures are low and ratios noisy; rerun on a quiet machine."
+        )
     return lines
 
 
@@ -123,6 +148,7 @@ def grpc_checks(rounds: Rounds, concurrencies: Sequence[int]) -> list[Check]:
                     f"{mid:.0%} ({low:.0%}-{high:.0%})",
                     f">= {target:.0%}",
                     mid >= target,
+                    rounds.cpu_ratio(kind, "echo", c),
                 )
             )
     return checks
@@ -141,6 +167,7 @@ def rest_checks(rounds: Rounds, concurrencies: Sequence[int]) -> list[Check]:
                     f"{mid:.0%} ({low:.0%}-{high:.0%})",
                     ">= 80%",
                     mid >= 0.80,
+                    rounds.cpu_ratio("rest", "get", c),
                 )
             )
         overhead = rounds.median("rest", c, lambda m: m.p50_ms) - rounds.median(

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import CpuUse, cpu_sample
+from bench.procs import CpuUse, Pids, cpu_sample
 
 # Each request GETs a random lead from the ids file; `done` prints one JSON line.
 WRK_SCRIPT = r"""
@@ -70,7 +70,7 @@ def run_wrk(
     connections: int,
     warmup_s: float,
     duration_s: float,
-    server_pid: int,
+    pids: Pids,
     work_dir: Path,
 ) -> WrkResult:
     script = work_dir / "getlead.lua"
@@ -99,9 +99,9 @@ def run_wrk(
 
     if warmup_s > 0:
         wrk_run(warmup_s)
-    before = cpu_sample(server_pid)
+    before = cpu_sample(pids)
     data = wrk_run(duration_s)
-    cpu = CpuUse.between(before, cpu_sample(server_pid))
+    cpu = CpuUse.between(before, cpu_sample(pids))
     return WrkResult(
         connections=connections,
         requests=data["requests"],
