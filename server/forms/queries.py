@@ -37,7 +37,7 @@ async def get_form(conn: AsyncConnection, *, workspace_id: str, form_id: str) ->
 async def form_by_slug(conn: AsyncConnection, *, slug: str) -> AnyRow | None:
     """The form a public submission names, key-share locked so it cannot be deleted
     before the submission referencing it commits."""
-    query = select(*forms.c).where(forms.c.slug == slug).with_for_update(key_share=True)
+    query = select(*forms.c).where(forms.c.slug == slug).with_for_update(read=True, key_share=True)
     return (await conn.execute(query)).first()
 
 
@@ -154,7 +154,7 @@ async def add_to_segments(
             segments.c.membership == "static",
         )
         .order_by(segments.c.id)
-        .with_for_update(key_share=True)
+        .with_for_update(read=True, key_share=True)
     )
     statement = (
         pg_insert(segment_members)
