@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -267,6 +268,10 @@ def _report(
             f"{sum(r.non_2xx + r.socket_errors for r in mine):>9d}"
         )
     print(f"submissions stored: {stored} (warm-up runs included)")
+    load1, _, _ = os.getloadavg()
+    if load1 > (os.cpu_count() or 1):
+        # Other jobs share the cores: absolute figures drop, the ratios hold up better.
+        print(f"note: load average {load1:.1f} on {os.cpu_count()} cores: the machine was busy")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / f"forms-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps([asdict(r) | {"per_s": r.per_s} for r in runs], indent=2))
