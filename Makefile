@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install gen lint typecheck check bench bench-forms clean
+.PHONY: up test install gen lint typecheck check bench bench-forms bench-imports clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP) gateway/build/descriptor.binpb
 # Public form submissions/s through Envoy, rate limits off (bench/forms.py).
 bench-forms: $(STAMP) gateway/build/descriptor.binpb
 	$(BIN)/python -m bench.forms
+
+# Bulk import end to end against COPY + INSERT … ON CONFLICT, worker RSS, upload MB/s.
+bench-imports: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.imports
 
 clean:
 	rm -rf $(VENV) build gateway/build

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any
 
 from server.filtering.fields import CUSTOM_KEY, CUSTOM_PREFIX
@@ -29,6 +30,7 @@ class Plan:
         self.csv_plan: list[tuple[int, str, str]] = []
         if file_format == "CSV":
             self.csv_plan = self._plan_csv()
+            self.csv = mapping.CsvPlan.of(self.csv_plan)
 
     def _plan_csv(self) -> list[tuple[int, str, str]]:
         present = {c.lower() for c in self.columns}
@@ -77,34 +79,31 @@ class Plan:
             found = self._by_key[key] = mapping.resolve(key, self.explicit)
         return found
 
-    def cells(self, cells: Any) -> tuple[list[tuple[str, str, Any]], Problem | None]:
+    def row(self, cells: Any) -> tuple[LeadRow | None, list[Problem]]:
+        """The lead a record describes, or its problems."""
         if self.format == "CSV":
             width = len(self.columns)
             if len(cells) > width and any(c.strip() for c in cells[width:]):
-                problem = Problem("", "", f"the row has {len(cells)} fields; the header {width}")
-                return [], problem
-            size = len(cells)
-            return [(c, t, cells[i] if i < size else "") for i, c, t in self.csv_plan], None
+                reason = f"the row has {len(cells)} fields; the header {width}"
+                return None, [Problem("", "", reason)]
+            return mapping.build_csv_row(cells, self.csv)
         if isinstance(cells, parsing.Unreadable):
-            return [], Problem("", "", cells.message)
+            return None, [Problem("", "", cells.message)]
         if not isinstance(cells, dict):
-            return [], Problem("", "", "the record is not a JSON object")
+            return None, [Problem("", "", "the record is not a JSON object")]
         triples: list[tuple[str, str, Any]] = []
         for key, value in cells.items():
             if key in NESTED_CUSTOM and isinstance(value, dict):
                 for name, inner in value.items():
                     if not CUSTOM_KEY.match(name):
-                        return [], Problem(
-                            f"{key}.{name}",
-                            "",
-                            "custom field keys are letters, digits, _ or -, up to 64",
-                        )
+                        reason = "custom field keys are letters, digits, _ or -, up to 64"
+                        return None, [Problem(f"{key}.{name}", "", reason)]
                     triples.append((f"{key}.{name}", f"{CUSTOM_PREFIX}{name}", inner))
                 continue
             target = self.target(key)
             if target != SKIP:
                 triples.append((key, target, value))
-        return triples, None
+        return mapping.build_row(triples)
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,16 @@ def _stage_row(ordinal: int, lead_id: str, row: LeadRow, options: Options) -> tu
         values.get("source"),
         row.score,
         row.status,
-        json.dumps(row.custom, ensure_ascii=False) if row.custom else None,
+        _json_object(row.custom) if row.custom else None,
         row.domain,
     )
+
+
+def _json_object(values: dict[str, Any]) -> str:
+    """json.dumps, several times faster for the usual all-text custom fields of a CSV."""
+    if all(type(v) is str for v in values.values()):
+        return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in values.items()) + "}"
+    return json.dumps(values, ensure_ascii=False)
 
 
 def _errors(number: int, problems: list[Problem], raw: Any) -> list[tuple[Any, ...]]:
@@ -154,8 +160,7 @@ def batches(
         leads: dict[str, tuple[int, LeadRow]] = {}
         for number, cells, raw in records:
             batch.data_rows += 1
-            triples, problem = plan.cells(cells)
-            row, problems = (None, [problem]) if problem else mapping.build_row(triples)
+            row, problems = plan.row(cells)
             if row is None:
                 batch.failed_rows += 1
                 batch.errors.extend(_errors(number, problems, raw))

@@ -104,6 +104,10 @@ def cmd_upload(settings: Settings, args: argparse.Namespace) -> int:
         if not args.watch:
             return 0
         request = import_service_pb2.WatchImportRequest(id=job.id)
+        shown, status = 0.0, job.status
         for job in stub.WatchImport(request, metadata=metadata):
-            print(progress(job), flush=True)
+            # At most a line a second, and every change of status.
+            if job.status != status or time.monotonic() - shown >= 1.0:
+                print(progress(job), flush=True)
+                shown, status = time.monotonic(), job.status
     return 0 if job.status == Job.SUCCEEDED else 1

@@ -206,30 +206,122 @@ def build_row(cells: Iterable[tuple[str, str, Any]]) -> tuple[LeadRow | None, li
         elif target == "score":
             score = _score(column, text, problems)
         elif target == "status":
-            status = text.lower()
-            if status not in LEAD_STATUSES:
-                reason = f"unknown status {text!r}: one of {', '.join(sorted(LEAD_STATUSES))}"
-                problems.append(Problem(column, _shown(text), reason))
+            status = _status(column, text, problems)
         elif len(text) > MAX_TEXT:
             reason = f"{target} is longer than {MAX_TEXT} characters"
             problems.append(Problem(column, _shown(text), reason))
         else:
             values[target] = text
-    email = ""
-    if not email_raw:
-        problems.append(Problem(email_column, "", "email is required"))
-    else:
-        try:
-            email = emails.normalise(email_raw)
-        except EmailNotValidError as exc:
-            problems.append(
-                Problem(email_column, _shown(email_raw), f"not a valid email address: {exc}")
-            )
+    email = _email(email_column, email_raw, problems)
+    if problems:
+        return None, problems
+    return _lead(email, values, score, status, custom, problems)
+
+
+@dataclass(frozen=True)
+class CsvPlan:
+    """A CSV header's mapping by column index, so a row is read without a dict per row."""
+
+    email: tuple[int, str]
+    texts: tuple[tuple[int, str, str], ...]  # (index, column, lead field)
+    custom: tuple[tuple[int, str, str], ...]  # (index, column, custom key)
+    full_name: tuple[int, str] | None = None
+    score: tuple[int, str] | None = None
+    status: tuple[int, str] | None = None
+
+    @classmethod
+    def of(cls, plan: Sequence[tuple[int, str, str]]) -> CsvPlan:
+        by_target = {target: (index, column) for index, column, target in plan}
+        texts = tuple(
+            (i, c, t)
+            for i, c, t in plan
+            if t in LEAD_FIELDS and t not in ("email", "score", "status")
+        )
+        custom = tuple(
+            (i, c, t[len(CUSTOM_PREFIX) :]) for i, c, t in plan if t.startswith(CUSTOM_PREFIX)
+        )
+        return cls(
+            email=by_target["email"],
+            texts=texts,
+            custom=custom,
+            full_name=by_target.get(FULL_NAME),
+            score=by_target.get("score"),
+            status=by_target.get("status"),
+        )
+
+
+def build_csv_row(fields: list[str], plan: CsvPlan) -> tuple[LeadRow | None, list[Problem]]:
+    """build_row for a CSV record (every cell text), the hot path of a large import."""
+    size = len(fields)
+    problems: list[Problem] = []
+    values: dict[str, str] = {}
+    for index, column, name in plan.texts:
+        if index < size and (text := fields[index].strip()):
+            if len(text) > MAX_TEXT:
+                reason = f"{name} is longer than {MAX_TEXT} characters"
+                problems.append(Problem(column, _shown(text), reason))
+            else:
+                values[name] = text
+    custom = {
+        key: text
+        for index, _, key in plan.custom
+        if index < size and (text := fields[index].strip())
+    }
+    if plan.full_name is not None and plan.full_name[0] < size:
+        first, _, last = fields[plan.full_name[0]].strip().partition(" ")
+        if first:
+            values.setdefault("first_name", first)
+        if last.strip():
+            values.setdefault("last_name", last.strip())
+    score = status = None
+    if plan.score is not None and plan.score[0] < size and (text := fields[plan.score[0]].strip()):
+        score = _score(plan.score[1], text, problems)
+    if (
+        plan.status is not None
+        and plan.status[0] < size
+        and (text := fields[plan.status[0]].strip())
+    ):
+        status = _status(plan.status[1], text, problems)
+    index, column = plan.email
+    email = _email(column, fields[index] if index < size else "", problems)
+    if problems:
+        return None, problems
+    return _lead(email, values, score, status, custom, problems)
+
+
+def _email(column: str, raw: str, problems: list[Problem]) -> str:
+    text = raw.strip()
+    if not text:
+        problems.append(Problem(column, "", "email is required"))
+        return ""
+    try:
+        return emails.normalise(text)
+    except EmailNotValidError as exc:
+        problems.append(Problem(column, _shown(text), f"not a valid email address: {exc}"))
+        return ""
+
+
+def _status(column: str, text: str, problems: list[Problem]) -> str | None:
+    status = text.lower()
+    if status not in LEAD_STATUSES:
+        reason = f"unknown status {text!r}: one of {', '.join(sorted(LEAD_STATUSES))}"
+        problems.append(Problem(column, _shown(text), reason))
+        return None
+    return status
+
+
+def _lead(
+    email: str,
+    values: dict[str, str],
+    score: int | None,
+    status: str | None,
+    custom: dict[str, Any],
+    problems: list[Problem],
+) -> tuple[LeadRow | None, list[Problem]]:
     # json.dumps only for rows that could be near the limit (escaping can grow text 6x).
     rough = sum(len(k) + len(str(v)) for k, v in custom.items()) if custom else 0
     if rough > MAX_CUSTOM_BYTES // 8 and len(json.dumps(custom)) > MAX_CUSTOM_BYTES:
         problems.append(Problem("", "", f"custom fields exceed {MAX_CUSTOM_BYTES} bytes"))
-    if problems:
         return None, problems
     phone = values.get("phone", "")
     return (

@@ -192,16 +192,19 @@ def open_text(open_chunks: Opener, encoding: str) -> io.TextIOWrapper:
     )
 
 
-def _lines(text: io.TextIOWrapper, first: int = 1) -> Iterator[str]:
-    """The text's lines, refusing one longer than MAX_LINE_CHARS (never held whole)."""
-    number = first - 1
-    for line in iter(partial(text.readline, MAX_LINE_CHARS), ""):
-        number += 1
+def _lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The text's lines, refusing one longer than MAX_LINE_CHARS (never held whole), and
+    NUL characters (PostgreSQL stores none; UTF-8 input had its NUL bytes refused already)."""
+    wide = not _single_byte_text(text.encoding)
+    lines = iter(partial(text.readline, MAX_LINE_CHARS), "")
+    for number, line in enumerate(lines, start=1):
         if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
             raise ImportFailure(
                 f"line {number} is longer than {MAX_LINE_CHARS} characters "
                 "(binary data, or a quote that never closes?)"
             )
+        if wide and "\x00" in line:
+            raise ImportFailure(f"binary data (a NUL character on line {number})")
         yield line
 
 
