@@ -18,10 +18,10 @@ from tnx.crm.v1 import (
     company_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
-    import_service_pb2,
-    import_service_pb2_grpc,
     form_service_pb2,
     form_service_pb2_grpc,
+    import_service_pb2,
+    import_service_pb2_grpc,
     lead_service_pb2,
     lead_service_pb2_grpc,
     segment_service_pb2,
@@ -36,13 +36,13 @@ from server.db.engine import Database, make_engine
 from server.db.secrets import shared_secret
 from server.db.url import database_url
 from server.events.rpc import EventServicer
-from server.imports import settings as import_settings
-from server.imports.rpc import ImportServicer
 from server.forms import tokens as form_tokens
 from server.forms.limits import SubmissionLimits
 from server.forms.public_rpc import PublicFormServicer
 from server.forms.rpc import FormServicer
 from server.forms.submit import PublicForms
+from server.imports import settings as import_settings
+from server.imports.rpc import ImportServicer
 from server.leads.rpc import LeadServicer
 from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
