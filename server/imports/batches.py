@@ -12,7 +12,7 @@ from typing import Any
 from server.filtering.fields import CUSTOM_KEY, CUSTOM_PREFIX
 from server.imports import mapping, parsing
 from server.imports.mapping import SKIP, LeadRow, Problem
-from server.imports.writer import Batch, lead_ids
+from server.imports.writer import Batch, given_mask, lead_ids
 
 NESTED_CUSTOM = ("custom_fields", "custom")
 
@@ -130,6 +130,7 @@ def _stage_row(ordinal: int, lead_id: str, row: LeadRow, options: Options) -> tu
         row.status,
         _json_object(row.custom) if row.custom else None,
         row.domain,
+        given_mask(values.get("source"), row.score, row.status),
     )
 
 

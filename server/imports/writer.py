@@ -40,19 +40,29 @@ STAGE_COLUMNS = [
     "status",
     "custom",
     "domain",
+    "given",
 ]
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS import_stage (
     ord integer NOT NULL, id text NOT NULL, email text NOT NULL,
     first_name text, last_name text, title text, phone text, phone_e164 text, company text,
     source text, score integer, status text, custom jsonb, domain text,
-    company_id text, company_path text, company_name text
+    given smallint NOT NULL, company_id text, company_path text, company_name text
 ) ON COMMIT DELETE ROWS
 """
-# Only jobs that map source, score or status look staged rows up by id (see _sets).
-STAGE_INDEX = "CREATE INDEX IF NOT EXISTS import_stage_id ON import_stage (id)"
 TEXT_FIELDS = ("first_name", "last_name", "title")
-LOOKED_UP = ("source", "score", "status")
+# Fields whose "not given" can't travel in EXCLUDED (a default or 0 stands in for it): rows
+# are upserted in groups by which of them they give (`given`, a bit per field).
+FLAGGED = ("source", "score", "status")
+
+
+def given_mask(source: str | None, score: int | None, status: str | None) -> int:
+    return (source is not None) | (score is not None) << 1 | (status is not None) << 2
+
+
+def _given_fields(mask: int) -> frozenset[str]:
+    return frozenset(name for bit, name in enumerate(FLAGGED) if mask >> bit & 1)
+
 
 _CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -106,7 +116,7 @@ class LostOwnership(Exception):
     """The job moved on without this worker (another run of it, or it was finished)."""
 
 
-def _sets(spec: JobSpec, new: Callable[[str], str], staged: Callable[[str], str]) -> dict[str, str]:
+def _sets(spec: JobSpec, new: Callable[[str], str], flagged: dict[str, str]) -> dict[str, str]:
     """Column → new value for an existing lead: only fields the row gives a value, so an
     import fills and updates but never wipes; a linked lead keeps its company."""
     sets = {name: f"coalesce({new(name)}, l.{name})" for name in TEXT_FIELDS}
@@ -124,14 +134,13 @@ def _sets(spec: JobSpec, new: Callable[[str], str], staged: Callable[[str], str]
         f"ELSE coalesce({new('company')}, l.company) END"
     )
     sets["custom_fields"] = f"l.custom_fields || coalesce({new('custom')}, '{{}}'::jsonb)"
-    for name in LOOKED_UP:
-        if name in spec.mapped:
-            sets[name] = f"coalesce({staged(name)}, l.{name})"
+    sets.update(flagged)
     return sets
 
 
-def _upsert_sql(spec: JobSpec) -> str:
-    """The statement that writes the staged rows to leads and logs lead events."""
+def _upsert_sql(spec: JobSpec, given: frozenset[str]) -> str:
+    """The statement that writes the staged rows (those giving exactly the `given` flagged
+    fields, in UPSERT mode) to leads and logs lead events."""
     insert = """
         INSERT INTO leads AS l (id, workspace_id, email, first_name, last_name, title, phone,
             phone_e164, company, company_id, company_path, source, score, status, custom_fields)
@@ -140,13 +149,12 @@ def _upsert_sql(spec: JobSpec) -> str:
             coalesce(s.company_name, s.company, ''), s.company_id, s.company_path,
             coalesce(s.source, :default_source), coalesce(s.score, 0), coalesce(s.status, 'new'),
             coalesce(s.custom, '{}'::jsonb)
-        FROM import_stage s ORDER BY s.email
+        FROM import_stage s WHERE s.given = :given OR NOT :grouped ORDER BY s.email
         ON CONFLICT (workspace_id, lower(email))"""
     if spec.mode == "CREATE_ONLY":
         write = f"{insert} DO NOTHING RETURNING l.id, lower(l.email) AS email, true AS created"
     elif spec.mode == "UPSERT":
-        # EXCLUDED holds '' for text the row left empty (NOT NULL columns); the looked-up
-        # fields read the staged row itself, where "not given" is NULL.
+        # EXCLUDED holds '' for text the row left empty (NOT NULL columns): '' is "not given".
         excluded = {
             "phone_e164_raw": "EXCLUDED.phone_e164",
             "company_id": "EXCLUDED.company_id",
@@ -158,10 +166,7 @@ def _upsert_sql(spec: JobSpec) -> str:
         def new(name: str) -> str:
             return excluded.get(name, f"nullif(EXCLUDED.{name}, '')")
 
-        def staged(name: str) -> str:
-            return f"(SELECT s.{name} FROM import_stage s WHERE s.id = EXCLUDED.id)"
-
-        sets = _sets(spec, new, staged)
+        sets = _sets(spec, new, {name: f"EXCLUDED.{name}" for name in sorted(given)})
         write = (
             f"{insert} DO UPDATE SET {_assign(sets)}, updated_at = now() "
             f"WHERE {_changed(sets)} "
@@ -173,7 +178,8 @@ def _upsert_sql(spec: JobSpec) -> str:
         def column(name: str) -> str:
             return aliases.get(name, f"s.{name}")
 
-        sets = _sets(spec, column, column)
+        flagged = {n: f"coalesce(s.{n}, l.{n})" for n in FLAGGED if n in spec.mapped}
+        sets = _sets(spec, column, flagged)
         write = (
             f"UPDATE leads l SET {_assign(sets)}, updated_at = now() FROM import_stage s "
             f"WHERE l.workspace_id = :ws AND lower(l.email) = s.email AND {_changed(sets)} "
@@ -276,13 +282,13 @@ class Writer:
     def __init__(self, conn: AsyncConnection, spec: JobSpec) -> None:
         self.conn = conn
         self.spec = spec
-        self.upsert = text(_upsert_sql(spec))
+        # UPSERT rows go in groups by the flagged fields they give, when any are mapped.
+        self.grouped = spec.mode == "UPSERT" and bool(spec.mapped & set(FLAGGED))
+        self._statements: dict[int, Any] = {}
         self.fields = json.dumps(sorted(spec.mapped))
 
     async def prepare(self) -> None:
         await self.conn.execute(text(STAGE_DDL))
-        if self.spec.mode == "UPSERT" and self.spec.mapped & set(LOOKED_UP):
-            await self.conn.execute(text(STAGE_INDEX))
         await self.conn.commit()
 
     async def _raw(self) -> PgConnection[Any]:
@@ -302,13 +308,17 @@ class Writer:
                     for row in batch.rows:
                         await copy.write_row(row)
             await self._link_companies()
-            params = {
+            params: dict[str, Any] = {
                 "ws": ws,
                 "default_source": self.spec.default_source,
                 "job": self.spec.job_id,
                 "fields": self.fields,
             }
-            written = list((await self.conn.execute(self.upsert, params)).all())
+            masks = sorted({row[-1] for row in batch.rows}) if self.grouped else [0]
+            for mask in masks:
+                params.update(given=mask, grouped=self.grouped)
+                result = await self.conn.execute(self._statement(mask), params)
+                written.extend(result.all())
             if self.spec.segment_ids:
                 await self._add_to_segments()
             changed = [r.id for r in written]
@@ -343,6 +353,13 @@ class Writer:
         if status is None:
             raise LostOwnership
         return Outcome(outcome.created, outcome.updated, outcome.skipped, outcome.failed, status)
+
+    def _statement(self, mask: int) -> Any:
+        found = self._statements.get(mask)
+        if found is None:
+            sql = _upsert_sql(self.spec, _given_fields(mask))
+            found = self._statements[mask] = text(sql)
+        return found
 
     async def _link_companies(self) -> None:
         ws = self.spec.workspace_id

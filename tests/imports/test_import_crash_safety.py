@@ -27,7 +27,7 @@ from tests.support import db, stack
 from tests.support.imports import Job, Stub, WorkerProcess, csv_bytes, upload, wait_until
 
 Metadata = tuple[tuple[str, str], ...]
-ROWS = 100_000
+ROWS = 60_000
 BAD_EVERY = 997  # rows with an invalid email
 DUPLICATE_EVERY = 1000  # rows repeating an earlier row's email, in a later batch
 

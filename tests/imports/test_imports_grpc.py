@@ -381,3 +381,18 @@ def test_imports_are_listed_newest_first_and_scoped_to_the_workspace(
     assert not imports.ListImports(
         ims.ListImportsRequest(), metadata=other_workspace.metadata
     ).imports
+
+
+def test_source_score_and_status_change_only_where_a_row_gives_them(
+    imports: Stub, workspace: Workspace, database_url: str
+) -> None:
+    first = b"email,source,score,status\ns1@flag.io,fair,5,contacted\ns2@flag.io,web,7,new\n"
+    run(imports, workspace.metadata, first, default_source="batch")
+    second = b"email,source,score,status\ns1@flag.io,,9,\ns2@flag.io,ads,,qualified\nn@flag.io,,,\n"
+    job = run(imports, workspace.metadata, second, default_source="batch")
+    assert (job.rows_created, job.rows_updated) == (1, 2)
+    leads = leads_by_email(database_url, workspace.id)
+    pick = ("source", "score", "status")
+    assert tuple(leads["s1@flag.io"][k] for k in pick) == ("fair", 9, "contacted")
+    assert tuple(leads["s2@flag.io"][k] for k in pick) == ("ads", 7, "qualified")
+    assert tuple(leads["n@flag.io"][k] for k in pick) == ("batch", 0, "new")
