@@ -12,7 +12,7 @@ from typing import Any
 from server.filtering.fields import CUSTOM_KEY, CUSTOM_PREFIX
 from server.imports import mapping, parsing
 from server.imports.mapping import SKIP, LeadRow, Problem
-from server.imports.writer import Batch, given_mask, lead_ids
+from server.imports.writer import Batch, copy_text, given_mask, lead_ids
 
 NESTED_CUSTOM = ("custom_fields", "custom")
 
@@ -182,4 +182,5 @@ def batches(
         batch.rows = [
             _stage_row(ordinal, fresh[ordinal], row, options) for ordinal, row in leads.values()
         ]
+        batch.staged = copy_text(batch.rows)
         yield batch

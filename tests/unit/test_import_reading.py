@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.imports import mapping, parsing
+from server.imports.writer import copy_text
 from server.leads import emails
 
 
@@ -111,3 +112,10 @@ def _agree(address: str) -> None:
     except EmailNotValidError:
         got = None
     assert got == expected
+
+
+def test_staged_rows_are_escaped_for_copy_only_where_needed() -> None:
+    rows = [(1, "plain", None, 7), (2, "tab\there", "back\\slash", None), (3, "\\N", "a\r\nb", 0)]
+    assert copy_text(rows) == (
+        b"1\tplain\t\\N\t7\n2\ttab\\there\tback\\\\slash\t\\N\n3\t\\\\N\ta\\r\\nb\t0\n"
+    )
