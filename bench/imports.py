@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import threading
 import time
@@ -187,32 +188,43 @@ def end_to_end(
     )
 
 
-def _end_to_end_runs(
-    url: str,
-    work: Path,
-    env: dict[str, str],
-    files: dict[str, tuple[Path, int, str]],
-    rows: int,
-    small: int,
-) -> tuple[Run, Run, Run]:
-    with stack.grpc_server(url, work / "server.log", **env) as (address, _):
-        worker = WorkerProcess(url, work / "worker.log", **env)
-        worker.start()
-        assert worker.process is not None
-        pid = worker.process.pid
-        try:
-            time.sleep(3)  # the worker's own start-up is not the import's
-            key = db.create_workspace(url, name="bench").key
-            options = [("grpc.max_send_message_length", 8 * MESSAGE_BYTES)]
-            with grpc.insecure_channel(address, options=options) as channel:
-                stub = import_service_pb2_grpc.ImportServiceStub(channel)
-                return (
-                    end_to_end(stub, key, files["small"][0], small, pid),
-                    end_to_end(stub, key, files["insert"][0], rows, pid),
-                    end_to_end(stub, key, files["update"][0], rows, pid),
-                )
-        finally:
-            worker.stop()
+@dataclass(frozen=True)
+class Measured:
+    small: Run
+    insert: Run
+    update: Run
+    baseline_insert_s: float
+    baseline_update_s: float
+
+
+def _measure(
+    work: Path, env: dict[str, str], files: dict[str, tuple[Path, int, str]], rows: int, small: int
+) -> Measured:
+    """Baseline and end to end alternate (insert, then update), each side in an empty
+    database of its own, so both see the same machine load as far as possible."""
+    with fresh_database() as base_url, fresh_database() as url:
+        base_ws = db.create_workspace(base_url, name="baseline").workspace_id
+        with stack.grpc_server(url, work / "server.log", **env) as (address, _):
+            worker = WorkerProcess(url, work / "worker.log", **env)
+            worker.start()
+            assert worker.process is not None
+            pid = worker.process.pid
+            try:
+                time.sleep(3)  # the worker's own start-up is not the import's
+                # The small file's emails are the big one's first ones: a workspace of its own.
+                small_key = db.create_workspace(url, name="bench-small").key
+                key = db.create_workspace(url, name="bench").key
+                options = [("grpc.max_send_message_length", 8 * MESSAGE_BYTES)]
+                with grpc.insecure_channel(address, options=options) as channel:
+                    stub = import_service_pb2_grpc.ImportServiceStub(channel)
+                    small_run = end_to_end(stub, small_key, files["small"][0], small, pid)
+                    baseline_insert = baseline(base_url, base_ws, files["insert"][0])
+                    insert = end_to_end(stub, key, files["insert"][0], rows, pid)
+                    baseline_update = baseline(base_url, base_ws, files["update"][0])
+                    update = end_to_end(stub, key, files["update"][0], rows, pid)
+            finally:
+                worker.stop()
+    return Measured(small_run, insert, update, baseline_insert, baseline_update)
 
 
 def main() -> None:
@@ -237,16 +249,15 @@ def main() -> None:
         "CRM_LOG_LEVEL": "WARNING",
         "CRM_IMPORT_BATCH_ROWS": "5000",
     }
-    results: dict[str, object] = {"rows": rows}
-    # Each side gets an empty database of its own, so neither writes into the other's rows.
-    with fresh_database() as url:
-        base_ws = db.create_workspace(url, name="baseline").workspace_id
-        insert_s = baseline(url, base_ws, files["insert"][0])
-        update_s = baseline(url, base_ws, files["update"][0])
-    base_insert, base_update = rows / insert_s, rows / update_s
+    results: dict[str, object] = {"rows": rows, "load_before": os.getloadavg()}
+    measured = _measure(work, env, files, rows, small)
+    results["load_after"] = os.getloadavg()
+    if (measured.insert.created, measured.update.updated) != (rows, rows):
+        raise SystemExit(f"unexpected counters: {measured.insert} {measured.update}")
+    small_run, insert, update = measured.small, measured.insert, measured.update
+    base_insert = rows / measured.baseline_insert_s
+    base_update = rows / measured.baseline_update_s
     print(f"baseline COPY+upsert: insert {base_insert:,.0f} rows/s, update {base_update:,.0f}")
-    with fresh_database() as url:
-        small_run, insert, update = _end_to_end_runs(url, work, env, files, rows, small)
     for name, run in (("small", small_run), ("insert", insert), ("update", update)):
         results[name] = {
             **asdict(run),
@@ -267,7 +278,8 @@ def main() -> None:
         f"worker peak RSS: {small_run.worker_peak_rss_mb:.0f} MB at {small:,} rows, "
         f"{insert.worker_peak_rss_mb:.0f} MB at {rows:,} rows, "
         f"{update.worker_peak_rss_mb:.0f} MB updating {rows:,} (target < 300 MB, flat); "
-        f"idle {small_run.worker_rss_before_mb:.0f} MB",
+        f"idle {small_run.worker_rss_before_mb:.0f} MB\n"
+        f"machine load average before/after: {results['load_before']} / {results['load_after']}",
         flush=True,
     )
     out = REPO_OUT / f"imports-{time.strftime('%Y%m%d-%H%M%S')}.json"
