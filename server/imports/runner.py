@@ -226,11 +226,11 @@ class Run:
             batch_rows=self.limits.batch_rows,
             create_only=job.mode == "CREATE_ONLY",
         )
-        checkpoint = job.checkpoint
+        checkpoint = resume_from = job.checkpoint
 
         def records() -> Iterator[Batch]:
             rows = parsing.rows(source.open, job.format, layout)
-            return batches(rows, plan, options, skip=checkpoint)
+            return batches(rows, plan, options, skip=resume_from)
 
         async with aclosing(_threaded(records)) as stream:
             async for batch in stream:
