@@ -88,9 +88,12 @@ class Compiler:
         if cond.op == "exists":
             if spec.nullable:
                 return column.is_not(None)
+            if spec.kind in (Kind.NUMBER, Kind.ENUM):
+                return true()  # always set: a NOT NULL column with a default
             return column != literal("")
         if spec.kind is Kind.NUMBER:
-            return self.ordered(column, cond, self.number)
+            # literal(): a fraction stays a fraction against an integer column (50.5, not 50).
+            return self.ordered(column, cond, lambda c, v: literal(self.number(c, v)))
         if spec.kind is Kind.TIMESTAMP:
             if cond.op == "within_last":
                 days = self.number(cond, cond.value)
@@ -103,14 +106,19 @@ class Compiler:
         if spec.kind is Kind.ID and cond.op in ("eq", "in"):
             # Ids are opaque and exact: comparing them as stored lets an index find them.
             return self.ordered(column, cond, self.string)
-        return self.text(func.lower(column), cond)
+        compared = self.text(func.lower(column), cond)
+        if cond.op in ORDERING:
+            # A built-in string field stores "absent" as '': ordering is false for it.
+            return and_(column != "", compared)
+        return compared
 
     def text(self, lowered: ColumnElement[Any], cond: Condition) -> Predicate:
+        # Both sides are lower-cased by PostgreSQL, so case folding agrees (final sigma, İ).
         if cond.op in TEXT_OPS:
-            needle = _escape_like(self.string(cond, cond.value).lower())
+            needle = _escape_like(self.string(cond, cond.value))
             pattern = f"%{needle}%" if cond.op == "contains" else f"{needle}%"
-            return lowered.like(pattern, escape="\\")
-        return self.ordered(lowered, cond, lambda c, v: self.string(c, v).lower())
+            return lowered.like(func.lower(literal(pattern)), escape="\\")
+        return self.ordered(lowered, cond, lambda c, v: func.lower(literal(self.string(c, v))))
 
     def ordered(
         self,
@@ -150,7 +158,13 @@ class Compiler:
         if cond.op == "within_last":
             days = self.number(cond, cond.value)
             since = datetime.now(UTC) - timedelta(days=float(days))
-            return self.custom_typed(key, "string") >= since.date().isoformat()
+            value = self.custom_typed(key, "string")
+            # Only date-shaped strings count, and only from `since` up to now.
+            return and_(
+                value.op("~")(r"^\d{4}-\d{2}-\d{2}"),
+                value >= since.date().isoformat(),
+                value <= datetime.now(UTC).isoformat(),
+            )
         sample = self.sample(cond)
         if isinstance(sample, bool):
             if cond.op not in ("eq", "in"):
@@ -200,6 +214,8 @@ class Compiler:
     def string(self, cond: Condition, value: Value) -> str:
         if not isinstance(value, str):
             raise self.fail(f"{cond.field!r} needs a string value, got {value!r}")
+        if "\x00" in value:
+            raise self.fail(f"{cond.field!r}: a value cannot contain the NUL character")
         return value
 
     def number(self, cond: Condition, value: Value) -> int | float:

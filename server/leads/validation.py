@@ -27,6 +27,20 @@ def normalise_email(raw: str, violations: list[FieldViolation], *, field_name: s
     return result.normalized.lower()
 
 
+# PostgreSQL text and jsonb cannot hold U+0000.
+NUL_MESSAGE = "cannot contain the NUL character"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def validate(data: LeadInput, paths: set[str], prefix: str) -> LeadInput:
     """Check the named fields; returns the input normalised. Raises one error with every
     violation, so a client can fix them all at once."""
@@ -41,12 +55,16 @@ def validate(data: LeadInput, paths: set[str], prefix: str) -> LeadInput:
                 violations.append(
                     FieldViolation(f"{prefix}{name}", f"longer than {MAX_TEXT} characters")
                 )
+            if "\x00" in getattr(out, name):
+                violations.append(FieldViolation(f"{prefix}{name}", NUL_MESSAGE))
     if "score" in paths and data.score < 0:
         violations.append(FieldViolation(f"{prefix}score", "must not be negative"))
     if "status" in paths and data.status and data.status not in LEAD_STATUSES:
         violations.append(FieldViolation(f"{prefix}status", f"unknown status {data.status!r}"))
     if "custom_fields" in paths or any(p.startswith(CUSTOM_PATH) for p in paths):
         violations.extend(custom_field_violations(data.custom_fields, prefix))
+        if _has_nul(data.custom_fields):
+            violations.append(FieldViolation(f"{prefix}custom_fields", NUL_MESSAGE))
     if violations:
         raise InvalidArgument(
             message="; ".join(f"{v.field}: {v.description}" for v in violations),

@@ -63,7 +63,8 @@ def predicate_sql(segment: RuleSegment) -> str:
         compiled = str(statement.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
         head, separator, condition = compiled.partition("\nWHERE ")
         assert separator and head.rstrip().endswith("FROM leads"), compiled
-        cached = _predicate_sql[key] = condition
+        # text() would read ":word" inside a rule's string literal as a bind parameter.
+        cached = _predicate_sql[key] = condition.replace(":", "\\:")
     return cached
 
 

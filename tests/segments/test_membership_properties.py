@@ -28,9 +28,9 @@
    exported as CSV through ExportSegment and parsed with the csv module, come back either
    unchanged (no formula trigger in front) or as an apostrophe followed by the original.
 
-Known server bugs are pinned by the strict-xfail tests near the end of this file. The
-strategies stay out of those regions (each exclusion names its test), so the properties
-check everything else; widen them when a bug is fixed. CRM_PROPERTY_EXAMPLES=500 runs more
+Bugs these properties found are pinned by single-case tests near the end of this file; the
+strategies still stay out of those regions (each exclusion names its test), so widening
+them is the next step. CRM_PROPERTY_EXAMPLES=500 runs more
 examples than the default (30 and 40), for a deeper search.
 """
 
@@ -996,9 +996,7 @@ def test_csv_export_neutralises_any_cell_and_round_trips_it(
             assert recovered == original
 
 
-# -- single cases: known server bugs (strict xfail), then regressions ---------------------
-# Each xfail fails today; strict turns it into a failure once the bug is fixed, as a
-# reminder to drop the marker and widen the strategies above.
+# -- single cases: bugs the properties found (fixed), then regressions ---------------------
 
 
 def rule_members(api: Api, ws: Workspace, tree: Grp) -> set[str]:
@@ -1024,10 +1022,6 @@ def simple_lead(api: Api, ws: Workspace, email: str, **fields: Any) -> lead_pb2.
     return reply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: `exists` on score compiles to `score != ''` and fails with INTERNAL",
-)
 def test_exists_on_score_is_true_for_every_lead(api: Api, database_url: str) -> None:
     ws = fresh_workspace(database_url)
     lead = simple_lead(api, ws, "s@x.io", score=5)
@@ -1035,11 +1029,6 @@ def test_exists_on_score_is_true_for_every_lead(api: Api, database_url: str) -> 
     assert rule_members(api, ws, Grp("AND", (Cond("score", "not_exists"),))) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the rule's value is lower-cased by Python, the column by PostgreSQL; "
-    "they disagree on final sigma and dotted capital I",
-)
 @pytest.mark.parametrize("title", ["ΟΔΟΣ", "İstanbul"])
 def test_unicode_strings_equal_themselves_case_insensitively(
     api: Api, database_url: str, title: str
@@ -1049,22 +1038,12 @@ def test_unicode_strings_equal_themselves_case_insensitively(
     assert rule_members(api, ws, Grp("AND", (Cond("title", "eq", title),))) == {lead.id}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: custom within_last compares strings, so any non-date string such "
-    "as 'pro' (it sorts after '2026-…') is 'within the last N days'",
-)
 def test_custom_within_last_needs_a_date(api: Api, database_url: str) -> None:
     ws = fresh_workspace(database_url)
     simple_lead(api, ws, "p@x.io", custom={"signup": "pro"})
     assert rule_members(api, ws, Grp("AND", (Cond("custom.signup", "within_last", 30),))) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a missing string is stored as '' and ordering compares it, although "
-    "`exists` calls it missing and a comparison with a missing value is documented false",
-)
 def test_ordering_with_a_missing_string_is_false(api: Api, database_url: str) -> None:
     ws = fresh_workspace(database_url)
     simple_lead(api, ws, "no-title@x.io")
@@ -1079,11 +1058,6 @@ def make_company(api: Api, ws: Workspace, **fields: Any) -> company_pb2.Company:
     return reply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: with literal_binds, IN renders its values with the column's Integer "
-    "type, so `score in [1, 50.5]` becomes `score IN (1, 50)`",
-)
 def test_in_with_a_fraction_on_an_integer_field_is_not_truncated(
     api: Api, database_url: str
 ) -> None:
@@ -1092,11 +1066,6 @@ def test_in_with_a_fraction_on_an_integer_field_is_not_truncated(
     assert rule_members(api, ws, Grp("AND", (Cond("score", "in", [1, 50.5]),))) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: membership._refresh_sql inlines rule values into text(), which "
-    "parses ':name' inside them as bind parameters: INTERNAL, or another value substituted",
-)
 @pytest.mark.parametrize("value", [":0", "ratio :a", "see :lead_ids"])
 def test_rule_values_with_a_colon_are_plain_text(api: Api, database_url: str, value: str) -> None:
     ws = fresh_workspace(database_url)
@@ -1104,11 +1073,6 @@ def test_rule_values_with_a_colon_are_plain_text(api: Api, database_url: str, va
     assert rule_members(api, ws, Grp("AND", (Cond("title", "eq", value),))) == {lead.id}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: PostgreSQL cannot store NUL in text or jsonb; the server passes it "
-    "through and answers INTERNAL instead of INVALID_ARGUMENT",
-)
 @pytest.mark.parametrize("where", ["first_name", "custom", "rule"])
 def test_nul_in_lead_text_is_invalid_argument(api: Api, database_url: str, where: str) -> None:
     ws = fresh_workspace(database_url)
