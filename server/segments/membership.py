@@ -82,18 +82,27 @@ def _refresh_sql(segments: Sequence[RuleSegment]) -> str:
         WHERE leads.workspace_id = :workspace_id AND leads.id = ANY(:lead_ids)
           AND leads.archived_at IS NULL AND wanted.segment_id IS NOT NULL
     ),
+    current AS MATERIALIZED (
+        -- Read once: most desired pairs already exist, and probing the primary key for
+        -- each of them (ON CONFLICT) cost more than the writes themselves.
+        SELECT segment_id, lead_id FROM segment_members
+        WHERE lead_id = ANY(:lead_ids) AND segment_id = ANY(:segment_ids)
+    ),
     entered AS (
         INSERT INTO segment_members (segment_id, lead_id)
-        SELECT segment_id, lead_id FROM desired
+        SELECT d.segment_id, d.lead_id FROM desired d
+        WHERE NOT EXISTS (SELECT 1 FROM current c
+                          WHERE c.segment_id = d.segment_id AND c.lead_id = d.lead_id)
         ON CONFLICT DO NOTHING
         RETURNING segment_id, lead_id
     ),
     exited AS (
         DELETE FROM segment_members m
-        WHERE m.lead_id = ANY(:lead_ids) AND m.segment_id = ANY(:segment_ids)
+        USING current c
+        WHERE m.segment_id = c.segment_id AND m.lead_id = c.lead_id
           AND NOT EXISTS (SELECT 1 FROM desired d
-                          WHERE d.segment_id = m.segment_id AND d.lead_id = m.lead_id)
-        RETURNING segment_id, lead_id
+                          WHERE d.segment_id = c.segment_id AND d.lead_id = c.lead_id)
+        RETURNING m.segment_id, m.lead_id
     ),
     changes AS (
         SELECT segment_id, lead_id, '{ENTERED}' AS type FROM entered
