@@ -30,12 +30,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
 from server.db.engine import AnyRow
 from server.db.tables import companies, leads
+from server.updates import patched_custom_fields
 
 COMPANY_COLUMNS = list(companies.c)
 
@@ -111,12 +112,8 @@ async def update_company(
 ) -> AnyRow | None:
     """Set columns, and patch custom_fields key by key (merge, then remove) in one statement."""
     assignments: dict[str, Any] = {**values, "updated_at": func.now()}
-    if custom_merge or custom_remove:
-        document: ColumnElement[Any] = companies.c.custom_fields
-        if custom_merge:
-            document = document.op("||")(cast(literal(custom_merge, JSONB), JSONB))
-        if custom_remove:
-            document = document.op("-")(array(custom_remove))
+    document = patched_custom_fields(companies.c.custom_fields, custom_merge, custom_remove)
+    if document is not None:
         assignments["custom_fields"] = document
     statement = (
         update(companies)

@@ -27,12 +27,11 @@ from server.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
-    InvalidArgument,
     NotFound,
 )
 from server.events import service as events
-from server.filtering.fields import CUSTOM_KEY
 from server.segments import membership
+from server.updates import resolve_mask_paths
 
 # Levels in one group, root included. Real groups are a handful deep; the bound keeps a
 # company's path (the ids from its root) well inside what a btree index entry can hold.
@@ -205,24 +204,6 @@ async def get_company(db: Database, *, workspace_id: str, company_id: str) -> Co
     return to_company(row)
 
 
-def _resolve_paths(paths: list[str]) -> tuple[set[str], list[str]]:
-    """Split update_mask paths into whole fields and custom_fields.<key> sub-paths."""
-    whole: set[str] = set()
-    custom_keys: list[str] = []
-    for path in paths:
-        if path.startswith(CUSTOM_PATH) and CUSTOM_KEY.match(path[len(CUSTOM_PATH) :]):
-            custom_keys.append(path[len(CUSTOM_PATH) :])
-        elif path in WRITABLE:
-            whole.add(path)
-        else:
-            raise InvalidArgument.on(
-                "update_mask",
-                f"unknown or read-only field path {path!r}",
-                reason="UPDATE_MASK_INVALID",
-            )
-    return whole, custom_keys
-
-
 def _update_values(clean: CompanyInput, whole: set[str]) -> dict[str, Any]:
     values: dict[str, Any] = {n: getattr(clean, n) for n in whole if n != "custom_fields"}
     for name in ("domain", "parent_company_id"):
@@ -247,7 +228,7 @@ async def update_company(
     """Apply the fields named by `paths`. `custom_fields` replaces the whole object unless
     merge_custom is set (an update without a mask merges keys); `custom_fields.<key>` sets
     or (when absent from data) removes one key."""
-    whole, custom_keys = _resolve_paths(paths)
+    whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     clean = validate(data, whole | ({"custom_fields"} if custom_keys else set()))
     values = _update_values(clean, whole)
     merge: dict[str, Any] = {

@@ -17,12 +17,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG, array
+from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
 
 from server.db.engine import AnyRow
 from server.db.tables import leads, segment_members
+from server.updates import patched_custom_fields
 
 # A lead's segments come with every read of it, in the same statement.
 SEGMENT_IDS: Label[Any] = literal_column(
@@ -62,12 +63,8 @@ async def update_lead(
 ) -> AnyRow | None:
     """Set columns, and patch custom_fields key by key (merge, then remove) in one statement."""
     assignments: dict[str, Any] = {**values, "updated_at": func.now()}
-    if custom_merge or custom_remove:
-        document: ColumnElement[Any] = leads.c.custom_fields
-        if custom_merge:
-            document = document.op("||")(cast(literal(custom_merge, JSONB), JSONB))
-        if custom_remove:
-            document = document.op("-")(array(custom_remove))
+    document = patched_custom_fields(leads.c.custom_fields, custom_merge, custom_remove)
+    if document is not None:
         assignments["custom_fields"] = document
     statement = (
         update(leads)

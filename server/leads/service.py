@@ -19,7 +19,6 @@ from server.events import service as events
 from server.filtering import expression
 from server.filtering.ast import Condition, Node, all_of
 from server.filtering.compiler import compile_predicate
-from server.filtering.fields import CUSTOM_KEY
 from server.leads import queries, validation
 from server.leads.model import CUSTOM_PATH, DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE
 from server.leads.model import Lead as Lead
@@ -30,6 +29,7 @@ from server.leads.phones import to_e164
 from server.pagination import CursorCodec, fingerprint, page_size
 from server.segments import membership
 from server.segments import queries as segment_queries
+from server.updates import resolve_mask_paths
 
 # The domain's shapes are re-exported above (`x as x`): callers use service.LeadInput, ….
 Predicate = ColumnElement[bool]
@@ -142,24 +142,6 @@ async def get_lead(db: Database, *, workspace_id: str, lead_id: str) -> Lead:
     return _to_lead(row, linked)
 
 
-def _resolve_paths(paths: list[str]) -> tuple[set[str], list[str]]:
-    """Split update_mask paths into whole fields and custom_fields.<key> sub-paths."""
-    whole: set[str] = set()
-    custom_keys: list[str] = []
-    for path in paths:
-        if path.startswith(CUSTOM_PATH) and CUSTOM_KEY.match(path[len(CUSTOM_PATH) :]):
-            custom_keys.append(path[len(CUSTOM_PATH) :])
-        elif path in WRITABLE:
-            whole.add(path)
-        else:
-            raise InvalidArgument.on(
-                "update_mask",
-                f"unknown or read-only field path {path!r}",
-                reason="UPDATE_MASK_INVALID",
-            )
-    return whole, custom_keys
-
-
 async def update_lead(
     db: Database,
     *,
@@ -172,7 +154,7 @@ async def update_lead(
     """Apply the fields named by `paths`. `custom_fields` replaces the whole object unless
     merge_custom is set (an update without a mask merges keys); `custom_fields.<key>` sets
     or (when absent from data) removes one key."""
-    whole, custom_keys = _resolve_paths(paths)
+    whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     checked = whole | ({"custom_fields"} if custom_keys else set())
     clean = validation.validate(data, checked, prefix="lead.")
     values: dict[str, Any] = {
