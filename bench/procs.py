@@ -139,10 +139,10 @@ def postmaster_pid(url: str) -> int | None:
     """The PostgreSQL server's pid when it runs on this machine (its backend's parent)."""
     with psycopg.connect(libpq_url(url)) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    try:
-        stat = Path(f"/proc/{row[0] if row else 0}/stat").read_text()
-    except OSError:
-        return None
+        try:  # while the connection is open: the backend ends with it
+            stat = Path(f"/proc/{row[0] if row else 0}/stat").read_text()
+        except OSError:
+            return None
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
