@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install gen lint typecheck check bench bench-forms bench-imports clean
+.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ check: lint typecheck test
 
 bench: $(STAMP) gateway/build/descriptor.binpb
 	$(BIN)/python -m bench.leads
+
+# Company tree and group-filter ratios (bench/companies.py).
+bench-companies: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.companies
+
+# Rule-segment upkeep, 10k-lead batch refresh and export through Envoy (bench/segments.py).
+bench-segments: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.segments
 
 # Public form submissions/s through Envoy, rate limits off (bench/forms.py).
 bench-forms: $(STAMP) gateway/build/descriptor.binpb
