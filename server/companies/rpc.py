@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 from tnx.crm.v1 import company_pb2, company_service_pb2, company_service_pb2_grpc
 
 from server.companies import listing, service
@@ -14,17 +13,9 @@ from server.companies.validation import CompanyInput
 from server.db.engine import Database
 from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
-from server.rpc.convert import struct_to_dict
+from server.rpc.convert import struct_to_dict, timestamp, update_paths
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def to_proto(company: service.Company) -> company_pb2.Company:
@@ -45,9 +36,9 @@ def to_proto(company: service.Company) -> company_pb2.Company:
         linkedin_url=company.linkedin_url,
         custom_fields=custom,
         parent_company_id=company.parent_company_id or "",
-        created_at=_timestamp(company.created_at),
-        updated_at=_timestamp(company.updated_at),
-        archived_at=_timestamp(company.archived_at),
+        created_at=timestamp(company.created_at),
+        updated_at=timestamp(company.updated_at),
+        archived_at=timestamp(company.archived_at),
     )
 
 
@@ -67,12 +58,6 @@ def from_proto(message: company_pb2.Company) -> CompanyInput:
         custom_fields=struct_to_dict(message.custom_fields),
         parent_company_id=message.parent_company_id,
     )
-
-
-def populated_paths(message: company_pb2.Company) -> list[str]:
-    """The implied update mask when none is given: every field given a value (for the
-    optional numbers, every field present, so 0 can be set)."""
-    return [descriptor.name for descriptor, _ in message.ListFields() if descriptor.name != "id"]
 
 
 def _optional(request: Any, name: str) -> int | None:
@@ -103,8 +88,7 @@ class CompanyServicer(company_service_pb2_grpc.CompanyServiceServicer):
     async def UpdateCompany(
         self, request: company_service_pb2.UpdateCompanyRequest, context: Context
     ) -> company_pb2.Company:
-        has_mask = request.HasField("update_mask") and len(request.update_mask.paths) > 0
-        paths = list(request.update_mask.paths) if has_mask else populated_paths(request.company)
+        paths, has_mask = update_paths(request.company, request.update_mask)
         company = await service.update_company(
             self.db,
             workspace_id=workspace_id(),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from server.companies import rpc as companies_rpc
@@ -14,7 +14,13 @@ from server.db.engine import Database
 from server.leads import service
 from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
-from server.rpc.convert import struct_to_dict
+from server.rpc.convert import (
+    has_field,
+    optional_datetime,
+    struct_to_dict,
+    timestamp,
+    update_paths,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -26,21 +32,6 @@ _STATUS_TO_PROTO = {
     "disqualified": lead_pb2.LEAD_STATUS_DISQUALIFIED,
 }
 _STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def _datetime(message: Any, name: str) -> datetime | None:
-    if not message.HasField(name):
-        return None
-    stamp: timestamp_pb2.Timestamp = getattr(message, name)
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def to_proto(lead: service.Lead) -> lead_pb2.Lead:
@@ -60,10 +51,10 @@ def to_proto(lead: service.Lead) -> lead_pb2.Lead:
         status=_STATUS_TO_PROTO.get(lead.status, lead_pb2.LEAD_STATUS_UNSPECIFIED),
         custom_fields=custom,
         segment_ids=lead.segment_ids,
-        last_activity_at=_timestamp(lead.last_activity_at),
-        created_at=_timestamp(lead.created_at),
-        updated_at=_timestamp(lead.updated_at),
-        archived_at=_timestamp(lead.archived_at),
+        last_activity_at=timestamp(lead.last_activity_at),
+        created_at=timestamp(lead.created_at),
+        updated_at=timestamp(lead.updated_at),
+        archived_at=timestamp(lead.archived_at),
         linked_company=(
             companies_rpc.to_proto(lead.linked_company) if lead.linked_company else None
         ),
@@ -83,23 +74,18 @@ def from_proto(message: lead_pb2.Lead) -> service.LeadInput:
         score=message.score,
         status=_STATUS_FROM_PROTO.get(message.status, ""),
         custom_fields=struct_to_dict(message.custom_fields),
-        last_activity_at=_datetime(message, "last_activity_at"),
+        last_activity_at=optional_datetime(message, "last_activity_at"),
     )
-
-
-def populated_paths(message: lead_pb2.Lead) -> list[str]:
-    """The implied update mask when none is given: every field set to a non-default value."""
-    return [descriptor.name for descriptor, _ in message.ListFields() if descriptor.name != "id"]
 
 
 def filters_from(request: Any) -> service.LeadFilters:
     """ListLeads and SearchLeads share the filter fields; search has a subset of them."""
 
     def optional(name: str) -> Any:
-        return getattr(request, name) if _has(request, name) else None
+        return getattr(request, name) if has_field(request, name) else None
 
     def when(name: str) -> datetime | None:
-        return _datetime(request, name) if _has(request, name) else None
+        return optional_datetime(request, name)
 
     return service.LeadFilters(
         segment_id=request.segment_id,
@@ -114,14 +100,6 @@ def filters_from(request: Any) -> service.LeadFilters:
         include_archived=request.include_archived,
         company_group_id=getattr(request, "company_group_id", ""),
     )
-
-
-def _field(message: Any, name: str) -> bool:
-    return name in message.DESCRIPTOR.fields_by_name
-
-
-def _has(message: Any, name: str) -> bool:
-    return _field(message, name) and message.HasField(name)
 
 
 class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
@@ -147,8 +125,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
     async def UpdateLead(
         self, request: lead_service_pb2.UpdateLeadRequest, context: Context
     ) -> lead_pb2.Lead:
-        has_mask = request.HasField("update_mask") and len(request.update_mask.paths) > 0
-        paths = list(request.update_mask.paths) if has_mask else populated_paths(request.lead)
+        paths, has_mask = update_paths(request.lead, request.update_mask)
         lead = await service.update_lead(
             self.db,
             workspace_id=workspace_id(),

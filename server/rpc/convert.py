@@ -16,9 +16,14 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+def has_field(message: Any, name: str) -> bool:
+    """The message type has this field and it is set (for optional and message fields)."""
+    return name in message.DESCRIPTOR.fields_by_name and bool(message.HasField(name))
+
+
 def optional_datetime(message: Any, name: str) -> datetime | None:
     """A Timestamp field as an aware datetime, None when unset (or absent from the message)."""
-    if name not in message.DESCRIPTOR.fields_by_name or not message.HasField(name):
+    if not has_field(message, name):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
     return stamp.ToDatetime(tzinfo=UTC)
@@ -39,3 +44,11 @@ def plain_json(value: Any) -> Any:
 def struct_to_dict(message: Any) -> dict[str, Any]:
     result: dict[str, Any] = plain_json(json_format.MessageToDict(message))
     return result
+
+
+def update_paths(resource: Any, mask: Any) -> tuple[list[str], bool]:
+    """The paths an Update call changes and whether the client named them: the mask's paths,
+    or (AIP-134) every field of the resource given a value, except its id."""
+    if mask.paths:
+        return list(mask.paths), True
+    return [field.name for field, _ in resource.ListFields() if field.name != "id"], False
