@@ -10,28 +10,16 @@ import requests
 from tests.conftest import Workspace
 from tests.support import db
 from tests.support.errors import json_details
+from tests.support.rest import RestClient
 
 COMPANIES = "/api/v1/crm/companies"
 LEADS = "/api/v1/crm/leads"
 
 
-class Api:
-    def __init__(self, http: requests.Session, base: str, ws: Workspace) -> None:
-        self.http, self.base, self.ws = http, base, ws
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(
-            method, self.base + path, headers=self.ws.headers, timeout=10, **kwargs
-        )
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        reply = self.call(method, path, **kwargs)
-        assert reply.status_code == 200, reply.text
-        body: dict[str, Any] = reply.json()
-        return body
-
+class Api(RestClient):
     def company(self, **fields: Any) -> dict[str, Any]:
-        return self.ok("POST", COMPANIES, json=fields)
+        created: dict[str, Any] = self.ok("POST", COMPANIES, json=fields)
+        return created
 
 
 @pytest.fixture

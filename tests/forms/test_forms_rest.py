@@ -13,6 +13,7 @@ from tests.conftest import Workspace
 from tests.forms.conftest import IP_LIMIT, LimitedStack
 from tests.forms.support import SITE, signed_token, valid_values, written
 from tests.support.errors import json_details
+from tests.support.rest import RestClient
 
 FORMS = "/api/v1/crm/forms"
 UA = "Mozilla/5.0 (X11; Linux x86_64) FormsTest/1.0"
@@ -28,20 +29,7 @@ CONTACT_FIELDS: list[dict[str, Any]] = [
 ]
 
 
-class Api:
-    def __init__(self, http: requests.Session, base: str, ws: Workspace) -> None:
-        self.http, self.base, self.ws = http, base, ws
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(
-            method, self.base + path, headers=self.ws.headers, timeout=30, **kwargs
-        )
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
-        reply = self.call(method, path, **kwargs)
-        assert reply.status_code == 200, reply.text
-        return reply.json()
-
+class Api(RestClient):
     def form(self, **extra: Any) -> dict[str, Any]:
         body = {"name": "Contact", "fields": CONTACT_FIELDS, "allowed_origins": [SITE], **extra}
         created: dict[str, Any] = self.ok("POST", FORMS, json=body)

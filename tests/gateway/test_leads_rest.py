@@ -10,18 +10,12 @@ import requests
 from tests.conftest import Workspace
 from tests.support import db
 from tests.support.errors import json_details
+from tests.support.rest import RestClient
 
 LEADS = "/api/v1/crm/leads"
 
 
-class Api:
-    def __init__(self, http: requests.Session, base: str, ws: Workspace) -> None:
-        self.http, self.base, self.ws = http, base, ws
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.ws.headers, **kwargs.pop("headers", {})}
-        return self.http.request(method, self.base + path, headers=headers, timeout=10, **kwargs)
-
+class Api(RestClient):
     def create(self, **lead: Any) -> dict[str, Any]:
         reply = self.call("POST", LEADS, json=lead)
         assert reply.status_code == 200, reply.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any
 
 import pytest
 import requests
@@ -13,24 +12,13 @@ import requests
 from tests.conftest import Workspace
 from tests.support import db
 from tests.support.errors import json_details
+from tests.support.rest import RestClient
 
 LISTS = "/api/v1/crm/lists"
 LEADS = "/api/v1/crm/leads"
 
 
-class Api:
-    def __init__(self, http: requests.Session, base: str, ws: Workspace) -> None:
-        self.http, self.base, self.ws = http, base, ws
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(
-            method, self.base + path, headers=self.ws.headers, timeout=30, **kwargs
-        )
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
-        reply = self.call(method, path, **kwargs)
-        assert reply.status_code == 200, reply.text
-        return reply.json()
+Api = RestClient
 
 
 @pytest.fixture
