@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from tests.conftest import Workspace
@@ -310,5 +310,8 @@ def test_search_without_words_is_invalid(leads: Stub, workspace: Workspace) -> N
 def test_custom_fields_of_every_json_type_round_trip(leads: Stub, workspace: Workspace) -> None:
     values = {"s": "text", "n": 1.5, "b": False, "nested": {"k": [1, "two"]}, "nothing": None}
     lead = add(leads, workspace, "types@example.com", custom=values)
-    assert struct_pb2.Struct(fields=lead.custom_fields.fields) == lead.custom_fields
-    assert dict(lead.custom_fields)["s"] == "text" and dict(lead.custom_fields)["b"] is False
+    fetched = leads.GetLead(
+        lead_service_pb2.GetLeadRequest(id=lead.id), metadata=workspace.metadata
+    )
+    for returned in (lead, fetched):
+        assert json_format.MessageToDict(returned.custom_fields) == values
