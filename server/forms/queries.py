@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
 from server.db.tables import (
+    LEAD_STORED_COLUMNS,
     activities,
     form_submissions,
     forms,
@@ -99,7 +100,7 @@ async def lock_lead_by_email(
     conn: AsyncConnection, *, workspace_id: str, email: str
 ) -> AnyRow | None:
     query = (
-        select(*(c for c in leads.c if c.name != "search_vector"))
+        select(*LEAD_STORED_COLUMNS)
         .where(leads.c.workspace_id == workspace_id, func.lower(leads.c.email) == email.lower())
         .with_for_update()
     )

@@ -8,21 +8,19 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    cast,
     func,
     insert,
-    literal,
     literal_column,
-    or_,
     select,
+    text,
+    true,
     update,
 )
-from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
 
 from server.db.engine import AnyRow
-from server.db.tables import leads, segment_members
+from server.db.tables import LEAD_STORED_COLUMNS, leads, segment_members
 from server.updates import patched_custom_fields
 
 # A lead's segments come with every read of it, in the same statement.
@@ -30,7 +28,7 @@ SEGMENT_IDS: Label[Any] = literal_column(
     "ARRAY(SELECT m.segment_id FROM segment_members m WHERE m.lead_id = leads.id "
     "ORDER BY m.segment_id)"
 ).label("segment_ids")
-LEAD_COLUMNS = [*(c for c in leads.c if c.name != "search_vector"), SEGMENT_IDS]
+LEAD_COLUMNS = [*LEAD_STORED_COLUMNS, SEGMENT_IDS]
 
 
 def _scoped(workspace_id: str, lead_id: str) -> ColumnElement[bool]:
@@ -103,29 +101,72 @@ async def list_page(
     return list((await conn.execute(query)).all())
 
 
-async def search_page(
+async def plan_each_statement(conn: AsyncConnection) -> None:
+    """Custom plans for the rest of this transaction, even for prepared statements."""
+    await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+async def window_floor(
     conn: AsyncConnection,
     *,
     workspace_id: str,
-    tsquery: str,
+    include_archived: bool,
+    before_id: str | None,
+    rows: int,
+) -> str | None:
+    """The id of the `rows`-th visible lead below `before_id`, newest first; None when fewer
+    remain. An index-only walk: it bounds how far a search walks before it uses the index."""
+    conditions = _visible(workspace_id, true(), include_archived)
+    if before_id is not None:
+        conditions.append(leads.c.id < before_id)
+    query = (
+        select(leads.c.id).where(*conditions).order_by(leads.c.id.desc()).offset(rows - 1).limit(1)
+    )
+    floor: str | None = (await conn.execute(query)).scalar()
+    return floor
+
+
+async def newest_matches(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
     predicate: ColumnElement[bool],
     include_archived: bool,
-    after: tuple[float, str] | None,
+    before_id: str | None,
+    floor_id: str | None,
     limit: int,
 ) -> list[AnyRow]:
-    """One page of matches, best rank first, ties by id; rows carry their `rank`."""
-    query_vector = func.to_tsquery(cast(literal("simple"), REGCONFIG), tsquery)
-    rank = func.ts_rank_cd(leads.c.search_vector, query_vector)
+    """Matches newest first, walking ids from `before_id` down to `floor_id` (inclusive)."""
     conditions = _visible(workspace_id, predicate, include_archived)
-    conditions.append(leads.c.search_vector.op("@@")(query_vector))
-    if after is not None:
-        after_rank, after_id = after
-        conditions.append(or_(rank < after_rank, and_(rank == after_rank, leads.c.id > after_id)))
+    if before_id is not None:
+        conditions.append(leads.c.id < before_id)
+    if floor_id is not None:
+        conditions.append(leads.c.id >= floor_id)
+    query = select(*LEAD_COLUMNS).where(*conditions).order_by(leads.c.id.desc()).limit(limit)
+    return list((await conn.execute(query)).all())
+
+
+async def older_matches(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    predicate: ColumnElement[bool],
+    include_archived: bool,
+    below_id: str,
+    limit: int,
+) -> list[AnyRow]:
+    """Matches below `below_id`, newest first, found through the search indexes: all of them
+    are gathered before sorting, so this is for predicates the id walk found to be rare."""
+    conditions = _visible(workspace_id, predicate, include_archived)
+    conditions.append(leads.c.id < below_id)
+    # MATERIALIZED keeps the planner from walking the id index for the ORDER BY … LIMIT,
+    # which would visit every older lead when matches are rare.
+    matching = select(leads.c.id).where(*conditions).cte("matching").prefix_with("MATERIALIZED")
+    newest = select(matching.c.id).order_by(matching.c.id.desc()).limit(limit)
     query = (
-        select(*LEAD_COLUMNS, rank.label("rank"))
-        .where(*conditions)
-        .order_by(rank.desc(), leads.c.id)
-        .limit(limit + 1)
+        select(*LEAD_COLUMNS)
+        .where(leads.c.id.in_(newest.scalar_subquery()))
+        .order_by(leads.c.id.desc())
     )
     return list((await conn.execute(query)).all())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields, replace
 from typing import Any
 
@@ -19,7 +18,7 @@ from server.events import service as events
 from server.filtering import expression
 from server.filtering.ast import Condition, Node, all_of
 from server.filtering.compiler import compile_predicate
-from server.leads import queries, validation
+from server.leads import queries, search, validation
 from server.leads.model import CUSTOM_PATH, DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE
 from server.leads.model import Lead as Lead
 from server.leads.model import LeadFilters as LeadFilters
@@ -347,15 +346,6 @@ async def _in_group(
     return and_(predicate, group)
 
 
-def search_terms(text: str) -> str:
-    """Free text → a tsquery where every word must match as a prefix: "head of gro" finds
-    "Head of Growth". Words are letters and digits only, so no tsquery syntax gets through."""
-    words = re.findall(r"\w+", text.lower())[:32]
-    if not words:
-        raise InvalidArgument.on("query", "must contain at least one word", reason="QUERY_EMPTY")
-    return " & ".join(f"{word}:*" for word in words)
-
-
 async def search_leads(
     db: Database,
     codec: CursorCodec,
@@ -367,38 +357,31 @@ async def search_leads(
     cursor: str,
 ) -> Page:
     size = page_size(limit)
-    tsquery = search_terms(query)
+    ranked = search.tiers(query)
     predicate = compile_predicate(_filter_tree(filters))
-    query_key = fingerprint("search", query, filters)
-    after: tuple[float, str] | None = None
+    query_key = fingerprint("search-tiers", query, filters)
+    start = search.Position(tier=0, before_id=None)
     if cursor:
         position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
         if (
             len(position) != 2
-            or not isinstance(position[0], float | int)
+            or not isinstance(position[0], int)
+            or not 0 <= position[0] < len(ranked)
             or not isinstance(position[1], str)
         ):
             raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after = (float(position[0]), position[1])
+        start = search.Position(tier=position[0], before_id=position[1])
     async with db.transaction() as conn:
         predicate = await _in_group(conn, workspace_id, filters, predicate)
         predicate = await _in_segment(conn, workspace_id, filters, predicate)
-        rows = await queries.search_page(
-            conn,
-            workspace_id=workspace_id,
-            tsquery=tsquery,
-            predicate=predicate,
-            include_archived=filters.include_archived,
-            after=after,
-            limit=size,
-        )
-        linked = await _linked(conn, workspace_id, rows)
-    more = len(rows) > size
-    rows = rows[:size]
+        scope = search.Scope(workspace_id, predicate, filters.include_archived)
+        found = await search.find(conn, scope, ranked, start, want=size + 1)
+        linked = await _linked(conn, workspace_id, [row for _, row in found])
+    page = found[:size]
     next_cursor = ""
-    if more:
-        last = rows[-1]
+    if len(found) > size:
+        tier, last = page[-1]
         next_cursor = codec.encode(
-            workspace_id=workspace_id, query=query_key, position=[last.rank, last.id]
+            workspace_id=workspace_id, query=query_key, position=[tier, last.id]
         )
-    return Page(leads=[_to_lead(r, linked) for r in rows], next_cursor=next_cursor)
+    return Page(leads=[_to_lead(row, linked) for _, row in page], next_cursor=next_cursor)

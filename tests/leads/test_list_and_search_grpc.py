@@ -293,8 +293,8 @@ def test_search_pages_with_a_cursor_and_honours_filter(leads: Stub, workspace: W
     assert sorted(emails) == [f"g{i}@example.com" for i in range(5)]
     assert rest.next_cursor == ""
     assert search(leads, workspace, "growth", filter="score >= 30") == [
-        "g3@example.com",
         "g4@example.com",
+        "g3@example.com",
     ]
 
 

@@ -274,7 +274,9 @@ class SearchLeadsResponse(_message.Message):
     next_cursor: _builtins.str
     @_builtins.property
     def leads(self) -> _containers.RepeatedCompositeFieldContainer[_lead_pb2.Lead]:
-        """Best match first."""
+        """Best match first: leads with every word in their names or title, then leads with every
+        word in any searched field (email, company, custom values); newest first within each.
+        """
 
     def __init__(
         self,
