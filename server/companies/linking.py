@@ -4,7 +4,9 @@ lead filter. The leads domain calls these; it holds no company SQL of its own.""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.companies import queries
@@ -38,14 +40,35 @@ async def explicit(
     return to_company(row)
 
 
-async def by_email(conn: AsyncConnection, *, workspace_id: str, email: str) -> Company | None:
-    """The live company whose domain is the email's, unless that domain is a free-mail or
-    disposable one (a gmail.com address says nothing about an employer)."""
+def _linkable_domain(email: str) -> str | None:
+    """The email's domain, unless it is a free-mail or disposable one (a gmail.com address
+    says nothing about an employer)."""
     domain = email.rpartition("@")[2].strip().lower()
-    if not domain or is_shared_mail_domain(domain):
+    return None if not domain or is_shared_mail_domain(domain) else domain
+
+
+async def by_email(conn: AsyncConnection, *, workspace_id: str, email: str) -> Company | None:
+    """The live company whose domain is the email's."""
+    domain = _linkable_domain(email)
+    if domain is None:
         return None
     row = await queries.find_live_by_domain(conn, workspace_id=workspace_id, domain=domain)
     return to_company(row) if row is not None else None
+
+
+def by_email_columns(workspace_id: str, email: str) -> dict[str, ColumnElement[Any]]:
+    """by_email for a lead insert to run in its own statement: the lead's company_id,
+    company (name) and company_path as subqueries, NULL when no company has the domain.
+    Empty when the domain never links."""
+    domain = _linkable_domain(email)
+    if domain is None:
+        return {}
+    found = queries.live_by_domain_cte(workspace_id=workspace_id, domain=domain)
+    return {
+        "company_id": select(found.c.id).scalar_subquery(),
+        "company": select(found.c.name).scalar_subquery(),
+        "company_path": select(found.c.path).scalar_subquery(),
+    }
 
 
 async def by_ids(

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import Text
 
 from server.db.engine import AnyRow
@@ -99,6 +100,16 @@ async def find_live_by_domain(
         companies.c.archived_at.is_(None),
     )
     return (await conn.execute(query.with_for_update(read=True))).first()
+
+
+def live_by_domain_cte(*, workspace_id: str, domain: str) -> CTE:
+    """find_live_by_domain as a CTE, for a statement that links a lead as it inserts it."""
+    query = select(companies.c.id, companies.c.name, companies.c.path).where(
+        companies.c.workspace_id == workspace_id,
+        companies.c.domain == domain,
+        companies.c.archived_at.is_(None),
+    )
+    return query.with_for_update(read=True).cte("domain_company")
 
 
 async def update_company(

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Text,
     and_,
+    cast,
     func,
     insert,
+    literal,
     literal_column,
     select,
     text,
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
 
 from server.db.engine import AnyRow
-from server.db.tables import LEAD_STORED_COLUMNS, leads, segment_members
+from server.db.tables import LEAD_STORED_COLUMNS, events, leads, segment_members
 from server.updates import patched_custom_fields
 
 # A lead's segments come with every read of it, in the same statement.
@@ -35,9 +40,33 @@ def _scoped(workspace_id: str, lead_id: str) -> ColumnElement[bool]:
     return and_(leads.c.workspace_id == workspace_id, leads.c.id == lead_id)
 
 
-async def insert_lead(conn: AsyncConnection, *, values: dict[str, Any]) -> AnyRow:
-    result = await conn.execute(insert(leads).values(**values).returning(*LEAD_COLUMNS))
-    return result.one()
+async def insert_lead(
+    conn: AsyncConnection,
+    *,
+    values: dict[str, Any],
+    linking: dict[str, ColumnElement[Any]],
+    event_type: str,
+    event_payload: dict[str, Any],
+    extra: Sequence[ColumnElement[Any]] = (),
+) -> AnyRow:
+    """Insert a lead and record its event in one statement. `linking` holds expressions for
+    company columns (NULL: keep the value in `values`); `extra` columns come back with it."""
+    assignments: dict[str, Any] = dict(values)
+    for name, found in linking.items():
+        assignments[name] = func.coalesce(found, literal(values.get(name), leads.c[name].type))
+    new = insert(leads).values(**assignments).returning(*LEAD_STORED_COLUMNS).cte("new_lead")
+    logged = insert(events).from_select(
+        ["workspace_id", "type", "subject_id", "payload"],
+        select(
+            new.c.workspace_id,
+            literal(event_type, Text),
+            new.c.id,
+            literal(event_payload, events.c.payload.type),
+        ),
+    )
+    no_segments = cast(literal("{}"), ARRAY(Text)).label("segment_ids")  # rule upkeep follows
+    query = select(*new.c, no_segments, *extra).add_cte(logged.cte("new_lead_event"))
+    return (await conn.execute(query)).one()
 
 
 async def get_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> AnyRow | None:
@@ -58,8 +87,10 @@ async def update_lead(
     values: dict[str, Any],
     custom_merge: dict[str, Any] | None = None,
     custom_remove: list[str] | None = None,
+    extra: Sequence[ColumnElement[Any]] = (),
 ) -> AnyRow | None:
-    """Set columns, and patch custom_fields key by key (merge, then remove) in one statement."""
+    """Set columns, and patch custom_fields key by key (merge, then remove) in one statement;
+    `extra` columns come back with the lead."""
     assignments: dict[str, Any] = {**values, "updated_at": func.now()}
     document = patched_custom_fields(leads.c.custom_fields, custom_merge, custom_remove)
     if document is not None:
@@ -68,7 +99,7 @@ async def update_lead(
         update(leads)
         .where(_scoped(workspace_id, lead_id))
         .values(**assignments)
-        .returning(*LEAD_COLUMNS)
+        .returning(*LEAD_COLUMNS, *extra)
     )
     return (await conn.execute(statement)).first()
 

@@ -110,20 +110,32 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
     }
     try:
         async with db.transaction() as conn:
-            values.update(
-                await _company_link(
-                    conn, workspace_id=workspace_id, lead_id=None, data=clean, paths=set(WRITABLE)
+            # An explicit company is checked first; otherwise the insert itself links the
+            # lead by its email's domain. One statement also records the event and reads
+            # the rule segments to keep current, so a create costs few round trips.
+            by_domain: dict[str, ColumnElement[Any]] = {}
+            if clean.company_id:
+                values.update(
+                    await _company_link(
+                        conn,
+                        workspace_id=workspace_id,
+                        lead_id=None,
+                        data=clean,
+                        paths={"company_id"},
+                    )
                 )
-            )
-            row = await queries.insert_lead(conn, values=values)
-            await events.record(
+            else:
+                by_domain = linking.by_email_columns(workspace_id, clean.email)
+            row = await queries.insert_lead(
                 conn,
-                workspace_id=workspace_id,
+                values=values,
+                linking=by_domain,
                 event_type="lead.created",
-                subject_id=row.id,
-                payload={"email": row.email},
+                event_payload={"email": clean.email},
+                extra=[membership.versions_column(workspace_id)],
             )
-            row = await _refresh_segments(conn, workspace_id, row, cause="lead.created")
+            versions = row.rule_segment_versions
+            row = await _refresh_segments(conn, workspace_id, row, "lead.created", versions)
             linked = await _linked(conn, workspace_id, [row])
     except IntegrityError as exc:
         if validation.is_unique_violation(exc):
@@ -188,10 +200,12 @@ async def update_lead(
                 values=values,
                 custom_merge=merge,
                 custom_remove=remove,
+                extra=[membership.versions_column(workspace_id)],
             )
             if row is None:
                 raise NotFound.resource("lead", lead_id)
-            row = await _refresh_segments(conn, workspace_id, row, cause="lead.updated")
+            versions = row.rule_segment_versions
+            row = await _refresh_segments(conn, workspace_id, row, "lead.updated", versions)
             linked = await _linked(conn, workspace_id, [row])
             changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
             await events.record(
@@ -261,12 +275,16 @@ def _filter_tree(filters: LeadFilters) -> Node | None:
 
 
 async def _refresh_segments(
-    conn: AsyncConnection, workspace_id: str, row: AnyRow, *, cause: str
+    conn: AsyncConnection,
+    workspace_id: str,
+    row: AnyRow,
+    cause: str,
+    versions: list[str] | None = None,
 ) -> AnyRow:
     """Keep rule segments current for this lead, in the writing transaction; the lead is
-    read again only when its membership changed."""
+    read again only when its membership changed. `versions`: see membership.refresh."""
     changes = await membership.refresh(
-        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause
+        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, versions=versions
     )
     if not changes:
         return row

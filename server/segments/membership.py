@@ -7,7 +7,10 @@ inserts and deletes memberships, and writes a `segment.lead_entered` / `segment.
 event per change; member counts follow in segment-id order, so concurrent writers always
 lock segment rows in the same order and cannot deadlock.
 
-Each segment's rule is compiled to SQL once per version (id, updated_at) and cached.
+Each segment's rule is compiled to SQL once per version ("id@updated_at") and cached.
+A writer can read the versions of a workspace's rule segments in its own statement
+(`versions_column`) and hand them to `refresh`, which then needs no query of its own to
+learn that there are none, or to find rules it has already compiled.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, cast, func, literal, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import Label
 from sqlalchemy.types import Text
 
 from server.db.tables import leads
+from server.db.tables import segments as segments_table
 from server.filtering.compiler import compile_predicate
 from server.segments import rules
 
@@ -34,14 +38,28 @@ EXITED = "segment.lead_exited"
 
 # Named paramstyle: literal SQL with single % signs; text() escapes them for the driver.
 _DIALECT = postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
-_predicate_sql: dict[tuple[str, datetime], str] = {}
+_predicate_sql: dict[str, str] = {}  # version → the rule as SQL
 
 
 @dataclass(frozen=True)
 class RuleSegment:
     id: str
     rules: dict[str, Any]
-    updated_at: datetime
+    version: str  # "id@updated_at": changes whenever the rule may have
+
+
+def versions_column(workspace_id: str) -> Label[list[str]]:
+    """The workspace's rule segment versions in id order, as a column any writer can add to
+    the statement it runs anyway."""
+    table = segments_table
+    version = table.c.id + "@" + cast(table.c.updated_at, Text)
+    found = (
+        select(func.array_agg(aggregate_order_by(version, table.c.id)))
+        .where(table.c.workspace_id == workspace_id, table.c.membership == "rule")
+        .scalar_subquery()
+    )
+    no_segments = cast(literal("{}"), ARRAY(Text))
+    return func.coalesce(found, no_segments).label("rule_segment_versions")
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,7 @@ class Change:
 
 def predicate_sql(segment: RuleSegment) -> str:
     """The segment's rule as a SQL boolean over the `leads` table, with values inlined."""
-    key = (segment.id, segment.updated_at)
+    key = segment.version
     cached = _predicate_sql.get(key)
     if cached is None:
         predicate = compile_predicate(rules.from_json(segment.rules), label="segment.rules")
@@ -124,7 +142,7 @@ async def rule_segments(
     conn: AsyncConnection, *, workspace_id: str, only: Sequence[str] | None = None
 ) -> list[RuleSegment]:
     sql = (
-        "SELECT id, rules, updated_at FROM segments "
+        "SELECT id, rules, id || '@' || updated_at::text AS version FROM segments "
         "WHERE workspace_id = :ws AND membership = 'rule'"
     )
     params: dict[str, Any] = {"ws": workspace_id}
@@ -132,7 +150,20 @@ async def rule_segments(
         sql += " AND id = ANY(:only)"
         params["only"] = list(only)
     rows = (await conn.execute(text(sql + " ORDER BY id"), params)).all()
-    return [RuleSegment(id=r.id, rules=r.rules, updated_at=r.updated_at) for r in rows]
+    return [RuleSegment(id=r.id, rules=r.rules, version=r.version) for r in rows]
+
+
+async def _segments_of(
+    conn: AsyncConnection, workspace_id: str, versions: Sequence[str]
+) -> list[RuleSegment]:
+    """The segments of these versions; their rules are read only when not compiled yet."""
+    if all(version in _predicate_sql for version in versions):
+        return [RuleSegment(v.rpartition("@")[0], {}, v) for v in versions]
+    found = await rule_segments(
+        conn, workspace_id=workspace_id, only=[v.rpartition("@")[0] for v in versions]
+    )
+    # A segment changed since the caller read its version: the fresh read is the truth.
+    return found
 
 
 async def refresh(
@@ -142,11 +173,16 @@ async def refresh(
     lead_ids: Sequence[str],
     cause: str,
     only_segments: Sequence[str] | None = None,
+    versions: Sequence[str] | None = None,
 ) -> list[Change]:
-    """Bring rule membership of these leads up to date; returns what changed."""
+    """Bring rule membership of these leads up to date; returns what changed. `versions`,
+    read by the caller in this transaction (`versions_column`), saves reading the segments."""
     if not lead_ids:
         return []
-    segments = await rule_segments(conn, workspace_id=workspace_id, only=only_segments)
+    if versions is not None and only_segments is None:
+        segments = await _segments_of(conn, workspace_id, versions)
+    else:
+        segments = await rule_segments(conn, workspace_id=workspace_id, only=only_segments)
     if not segments:
         return []
     statement = text(_refresh_sql(segments)).bindparams(

@@ -136,6 +136,25 @@ def test_editing_the_rule_rebuilds_membership(
     assert member_ids(segments, workspace, segment.id) == [high.id]
 
 
+def test_writes_after_a_rule_edit_follow_the_new_rule(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    segment = rule_segment(segments, workspace, "s", all_of(cond("score", "lt", 50)))
+    first = add_lead(leads, workspace, "first@x.io", score=10)  # the old rule, now compiled
+    assert first.segment_ids == [segment.id]
+    segments.UpdateSegment(
+        sps.UpdateSegmentRequest(
+            segment=segment_pb2.Segment(id=segment.id, rules=all_of(cond("score", "gte", 50)))
+        ),
+        metadata=workspace.metadata,
+    )
+    assert add_lead(leads, workspace, "low@x.io", score=20).segment_ids == []
+    assert add_lead(leads, workspace, "high@x.io", score=70).segment_ids == [segment.id]
+    assert update_lead(leads, workspace, first.id, score=60).segment_ids == [segment.id]
+    segments.DeleteSegment(sps.DeleteSegmentRequest(id=segment.id), metadata=workspace.metadata)
+    assert add_lead(leads, workspace, "after@x.io", score=90).segment_ids == []
+
+
 def test_each_entry_and_exit_writes_an_event_with_its_cause(
     segments: Segments, leads: Leads, workspace: Workspace, database_url: str
 ) -> None:
