@@ -36,6 +36,7 @@ from server.filtering.fields import (
     CUSTOM_KEY,
     CUSTOM_PREFIX,
     LEAD_FIELDS,
+    LEAD_FIELDS_COMPANY_JOINED,
     FieldSpec,
     Kind,
     custom_fields_column,
@@ -258,11 +259,15 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def compile_predicate(node: Node | None, *, label: str = "filter") -> Predicate:
-    """The SQL predicate for a lead filter; TRUE when there is nothing to filter on."""
+def compile_predicate(
+    node: Node | None, *, label: str = "filter", company_joined: bool = False
+) -> Predicate:
+    """The SQL predicate for a lead filter; TRUE when there is nothing to filter on.
+    `company_joined`: for a statement that LEFT JOINs the lead's company as `companies`."""
     if node is None:
         return true()
-    return Compiler(LEAD_FIELDS, label=label).compile(node)
+    fields = LEAD_FIELDS_COMPANY_JOINED if company_joined else LEAD_FIELDS
+    return Compiler(fields, label=label).compile(node)
 
 
 __all__ = ["Compiler", "compile_predicate", "parse_timestamp"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
-from sqlalchemy import ColumnElement, and_, exists, func
+from sqlalchemy import ColumnElement, and_, exists, false, func
 from sqlalchemy.sql.expression import literal_column
 
 from server.db.tables import companies, leads
@@ -126,6 +126,20 @@ LEAD_FIELDS.update(
         for name, spec in COMPANY_FIELDS.items()
     }
 )
+
+
+def _joined_company(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The same test as _linked_company, for a statement that LEFT JOINs each lead's company
+    as `companies`: one lookup per lead instead of one per company condition. A lead
+    without a company matches no positive condition here either."""
+    return func.coalesce(and_(companies.c.id.is_not(None), condition), false())
+
+
+# LEAD_FIELDS for such a statement (segment upkeep evaluates many rules per lead).
+LEAD_FIELDS_COMPANY_JOINED: dict[str, FieldSpec] = {
+    name: replace(spec, scope=_joined_company) if spec.scope is not None else spec
+    for name, spec in LEAD_FIELDS.items()
+}
 
 
 def custom_fields_column() -> ColumnElement[object]:

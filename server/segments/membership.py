@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
 from sqlalchemy.types import Text
 
-from server.db.tables import leads
+from server.db.tables import companies, leads
 from server.db.tables import segments as segments_table
 from server.filtering.compiler import compile_predicate
 from server.segments import rules
@@ -70,17 +70,18 @@ class Change:
 
 
 def predicate_sql(segment: RuleSegment) -> str:
-    """The segment's rule as a SQL boolean over the `leads` table, with values inlined."""
+    """The segment's rule as a SQL boolean over `leads` LEFT JOIN `companies` (the lead's
+    company, as _refresh_sql joins it), with values inlined."""
     key = segment.version
     cached = _predicate_sql.get(key)
     if cached is None:
-        predicate = compile_predicate(rules.from_json(segment.rules), label="segment.rules")
-        # Compiled inside a SELECT FROM leads, so subqueries on related rows (a lead's
-        # company) correlate to the outer lead instead of scanning leads on their own.
-        statement = select(leads.c.id).where(predicate)
+        predicate = compile_predicate(
+            rules.from_json(segment.rules), label="segment.rules", company_joined=True
+        )
+        statement = select(leads.c.id, companies.c.id).where(predicate)
         compiled = str(statement.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
         head, separator, condition = compiled.partition("\nWHERE ")
-        assert separator and head.rstrip().endswith("FROM leads"), compiled
+        assert separator and head.rstrip().endswith("FROM leads, companies"), compiled
         # text() would read ":word" inside a rule's string literal as a bind parameter.
         cached = _predicate_sql[key] = condition.replace(":", "\\:")
     return cached
@@ -96,6 +97,8 @@ def _refresh_sql(segments: Sequence[RuleSegment]) -> str:
     WITH desired AS (
         SELECT leads.id AS lead_id, wanted.segment_id
         FROM leads
+        LEFT JOIN companies
+          ON companies.workspace_id = leads.workspace_id AND companies.id = leads.company_id
         CROSS JOIN LATERAL unnest(ARRAY[{cases}]::text[]) AS wanted(segment_id)
         WHERE leads.workspace_id = :workspace_id AND leads.id = ANY(:lead_ids)
           AND leads.archived_at IS NULL AND wanted.segment_id IS NOT NULL
