@@ -40,7 +40,7 @@ async def explicit(
     return to_company(row)
 
 
-def _linkable_domain(email: str) -> str | None:
+def linkable_domain(email: str) -> str | None:
     """The email's domain, unless it is a free-mail or disposable one (a gmail.com address
     says nothing about an employer)."""
     domain = email.rpartition("@")[2].strip().lower()
@@ -49,20 +49,19 @@ def _linkable_domain(email: str) -> str | None:
 
 async def by_email(conn: AsyncConnection, *, workspace_id: str, email: str) -> Company | None:
     """The live company whose domain is the email's."""
-    domain = _linkable_domain(email)
+    domain = linkable_domain(email)
     if domain is None:
         return None
     row = await queries.find_live_by_domain(conn, workspace_id=workspace_id, domain=domain)
     return to_company(row) if row is not None else None
 
 
-def by_email_columns(workspace_id: str, email: str) -> dict[str, ColumnElement[Any]]:
+def by_domain_columns(
+    workspace_id: ColumnElement[str], domain: ColumnElement[str]
+) -> dict[str, ColumnElement[Any]]:
     """by_email for a lead insert to run in its own statement: the lead's company_id,
-    company (name) and company_path as subqueries, NULL when no company has the domain.
-    Empty when the domain never links."""
-    domain = _linkable_domain(email)
-    if domain is None:
-        return {}
+    company (name) and company_path as subqueries on the live company of `domain` (a
+    linkable_domain), NULL when there is none."""
     found = queries.live_by_domain_cte(workspace_id=workspace_id, domain=domain)
     return {
         "company_id": select(found.c.id).scalar_subquery(),

@@ -102,7 +102,7 @@ async def find_live_by_domain(
     return (await conn.execute(query.with_for_update(read=True))).first()
 
 
-def live_by_domain_cte(*, workspace_id: str, domain: str) -> CTE:
+def live_by_domain_cte(*, workspace_id: ColumnElement[str], domain: ColumnElement[str]) -> CTE:
     """find_live_by_domain as a CTE, for a statement that links a lead as it inserts it."""
     query = select(companies.c.id, companies.c.name, companies.c.path).where(
         companies.c.workspace_id == workspace_id,

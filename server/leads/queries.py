@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    bindparam,
     cast,
     func,
     insert,
@@ -24,8 +26,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
 
+from server.companies import linking
 from server.db.engine import AnyRow
 from server.db.tables import LEAD_STORED_COLUMNS, events, leads, segment_members
+from server.segments import membership
 from server.updates import patched_custom_fields
 
 # A lead's segments come with every read of it, in the same statement.
@@ -44,29 +48,52 @@ async def insert_lead(
     conn: AsyncConnection,
     *,
     values: dict[str, Any],
-    linking: dict[str, ColumnElement[Any]],
+    link_domain: str | None,
     event_type: str,
     event_payload: dict[str, Any],
-    extra: Sequence[ColumnElement[Any]] = (),
 ) -> AnyRow:
-    """Insert a lead and record its event in one statement. `linking` holds expressions for
-    company columns (NULL: keep the value in `values`); `extra` columns come back with it."""
-    assignments: dict[str, Any] = dict(values)
-    for name, found in linking.items():
-        assignments[name] = func.coalesce(found, literal(values.get(name), leads.c[name].type))
+    """Insert a lead in one statement that also links it to the live company of
+    `link_domain` (when given and found), records its creation event, and returns the
+    workspace's rule segment versions (membership.versions_column) with the lead."""
+    params = {**values, "event_type": event_type, "event_payload": event_payload}
+    if link_domain is not None:
+        params["link_domain"] = link_domain
+        for name in _LINKED:
+            params.setdefault(name, None)
+    statement = _insert_statement(tuple(sorted(values)), link_domain is not None)
+    row: AnyRow = (await conn.execute(statement, params)).one()
+    return row
+
+
+_LINKED = ("company_id", "company", "company_path")
+
+
+@functools.cache
+def _insert_statement(columns: tuple[str, ...], link_by_domain: bool) -> Select[Any]:
+    """Built once per shape: building a statement with CTEs took SQLAlchemy longer than it
+    takes PostgreSQL to run it."""
+    workspace_id = bindparam("workspace_id", type_=Text)
+    assignments: dict[str, Any] = {
+        name: bindparam(name, type_=leads.c[name].type) for name in columns
+    }
+    if link_by_domain:
+        found = linking.by_domain_columns(workspace_id, bindparam("link_domain", type_=Text))
+        for name in _LINKED:
+            given = bindparam(name, type_=leads.c[name].type)
+            assignments[name] = func.coalesce(found[name], given)
     new = insert(leads).values(**assignments).returning(*LEAD_STORED_COLUMNS).cte("new_lead")
     logged = insert(events).from_select(
         ["workspace_id", "type", "subject_id", "payload"],
         select(
             new.c.workspace_id,
-            literal(event_type, Text),
+            bindparam("event_type", type_=Text),
             new.c.id,
-            literal(event_payload, events.c.payload.type),
+            bindparam("event_payload", type_=events.c.payload.type),
         ),
     )
     no_segments = cast(literal("{}"), ARRAY(Text)).label("segment_ids")  # rule upkeep follows
-    query = select(*new.c, no_segments, *extra).add_cte(logged.cte("new_lead_event"))
-    return (await conn.execute(query)).one()
+    versions = membership.versions_column(workspace_id)
+    return select(*new.c, no_segments, versions).add_cte(logged.cte("new_lead_event"))
 
 
 async def get_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> AnyRow | None:

@@ -113,26 +113,20 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
             # An explicit company is checked first; otherwise the insert itself links the
             # lead by its email's domain. One statement also records the event and reads
             # the rule segments to keep current, so a create costs few round trips.
-            by_domain: dict[str, ColumnElement[Any]] = {}
+            link_domain: str | None = None
             if clean.company_id:
-                values.update(
-                    await _company_link(
-                        conn,
-                        workspace_id=workspace_id,
-                        lead_id=None,
-                        data=clean,
-                        paths={"company_id"},
-                    )
+                link = await _company_link(
+                    conn, workspace_id=workspace_id, lead_id=None, data=clean, paths={"company_id"}
                 )
+                values.update(link)
             else:
-                by_domain = linking.by_email_columns(workspace_id, clean.email)
+                link_domain = linking.linkable_domain(clean.email)
             row = await queries.insert_lead(
                 conn,
                 values=values,
-                linking=by_domain,
+                link_domain=link_domain,
                 event_type="lead.created",
                 event_payload={"email": clean.email},
-                extra=[membership.versions_column(workspace_id)],
             )
             versions = row.rule_segment_versions
             row = await _refresh_segments(conn, workspace_id, row, "lead.created", versions)

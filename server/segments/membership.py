@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, cast, func, literal, select, text
+from sqlalchemy import ColumnElement, bindparam, cast, func, literal, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,7 +48,7 @@ class RuleSegment:
     version: str  # "id@updated_at": changes whenever the rule may have
 
 
-def versions_column(workspace_id: str) -> Label[list[str]]:
+def versions_column(workspace_id: str | ColumnElement[str]) -> Label[list[str]]:
     """The workspace's rule segment versions in id order, as a column any writer can add to
     the statement it runs anyway."""
     table = segments_table
