@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, cast, func, literal, select, text
+from sqlalchemy import ColumnElement, and_, bindparam, cast, func, literal, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,14 +48,25 @@ class RuleSegment:
     version: str  # "id@updated_at": changes whenever the rule may have
 
 
+# A segment's version, the one place its format is written; _segment_id reads it back.
+_VERSION = segments_table.c.id + "@" + cast(segments_table.c.updated_at, Text)
+
+
+def _segment_id(version: str) -> str:
+    return version.rpartition("@")[0]
+
+
+def _rule_segments_of(workspace_id: str | ColumnElement[str]) -> ColumnElement[bool]:
+    table = segments_table
+    return and_(table.c.workspace_id == workspace_id, table.c.membership == "rule")
+
+
 def versions_column(workspace_id: str | ColumnElement[str]) -> Label[list[str]]:
     """The workspace's rule segment versions in id order, as a column any writer can add to
     the statement it runs anyway."""
-    table = segments_table
-    version = table.c.id + "@" + cast(table.c.updated_at, Text)
     found = (
-        select(func.array_agg(aggregate_order_by(version, table.c.id)))
-        .where(table.c.workspace_id == workspace_id, table.c.membership == "rule")
+        select(func.array_agg(aggregate_order_by(_VERSION, segments_table.c.id)))
+        .where(_rule_segments_of(workspace_id))
         .scalar_subquery()
     )
     no_segments = cast(literal("{}"), ARRAY(Text))
@@ -144,15 +155,13 @@ def _refresh_sql(segments: Sequence[RuleSegment]) -> str:
 async def rule_segments(
     conn: AsyncConnection, *, workspace_id: str, only: Sequence[str] | None = None
 ) -> list[RuleSegment]:
-    sql = (
-        "SELECT id, rules, id || '@' || updated_at::text AS version FROM segments "
-        "WHERE workspace_id = :ws AND membership = 'rule'"
+    table = segments_table
+    query = select(table.c.id, table.c.rules, _VERSION.label("version")).where(
+        _rule_segments_of(workspace_id)
     )
-    params: dict[str, Any] = {"ws": workspace_id}
     if only is not None:
-        sql += " AND id = ANY(:only)"
-        params["only"] = list(only)
-    rows = (await conn.execute(text(sql + " ORDER BY id"), params)).all()
+        query = query.where(table.c.id.in_(list(only)))
+    rows = (await conn.execute(query.order_by(table.c.id))).all()
     return [RuleSegment(id=r.id, rules=r.rules, version=r.version) for r in rows]
 
 
@@ -161,9 +170,9 @@ async def _segments_of(
 ) -> list[RuleSegment]:
     """The segments of these versions; their rules are read only when not compiled yet."""
     if all(version in _predicate_sql for version in versions):
-        return [RuleSegment(v.rpartition("@")[0], {}, v) for v in versions]
+        return [RuleSegment(_segment_id(v), {}, v) for v in versions]
     found = await rule_segments(
-        conn, workspace_id=workspace_id, only=[v.rpartition("@")[0] for v in versions]
+        conn, workspace_id=workspace_id, only=[_segment_id(v) for v in versions]
     )
     # A segment changed since the caller read its version: the fresh read is the truth.
     return found
