@@ -388,8 +388,8 @@ async def search_leads(
         predicate = await _in_segment(conn, workspace_id, filters, predicate)
         scope = search.Scope(workspace_id, predicate, filters.include_archived)
         found = await search.find(conn, scope, ranked, start, want=size + 1)
-        linked = await _linked(conn, workspace_id, [row for _, row in found])
-    page = found[:size]
+        page = found[:size]  # the extra match only says whether another page follows
+        linked = await _linked(conn, workspace_id, [row for _, row in page])
     next_cursor = ""
     if len(found) > size:
         tier, last = page[-1]
