@@ -49,11 +49,12 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = _bearer_token(authorization)
-        async with self._db.transaction() as conn:
+        async with self._db.read() as conn:
             row = await queries.find_live_key(conn, prefix=keys.lookup_prefix(key))
             if row is None or not hmac.compare_digest(row.secret_hash, keys.secret_hash(key)):
                 raise Unauthenticated("unknown or revoked API key", reason="API_KEY_INVALID")
             if self._should_touch(row.id):
+                # A statement of its own (autocommit): the hint need not agree with the read.
                 await queries.touch_key(conn, key_id=row.id, now=datetime.now(UTC))
         return Principal(workspace_id=row.workspace_id, key_id=row.id)
 

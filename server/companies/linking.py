@@ -4,15 +4,17 @@ lead filter. The leads domain calls these; it holds no company SQL of its own.""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Join, and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.companies import queries
 from server.companies.mail_domains import is_shared_mail_domain
 from server.companies.service import Company, to_company
-from server.db.tables import leads
+from server.db.engine import AnyRow
+from server.db.tables import companies, leads
 from server.errors import FailedPrecondition, FieldViolation, NotFound
 
 
@@ -68,6 +70,26 @@ def by_domain_columns(
         "company": select(found.c.name).scalar_subquery(),
         "company_path": select(found.c.path).scalar_subquery(),
     }
+
+
+# The linked company read in the lead's own statement: a LEFT JOIN, its columns prefixed.
+_LINKED_PREFIX = "linked__"
+LINKED_COLUMNS = [column.label(_LINKED_PREFIX + column.name) for column in companies.c]
+
+
+def with_linked_company() -> Join:
+    """`leads` LEFT JOIN its linked company, for a read that selects LINKED_COLUMNS."""
+    on = and_(
+        companies.c.workspace_id == leads.c.workspace_id, companies.c.id == leads.c.company_id
+    )
+    return leads.outerjoin(companies, on)
+
+
+def linked_from_row(row: AnyRow) -> Company | None:
+    values = row._mapping
+    if values[_LINKED_PREFIX + "id"] is None:
+        return None
+    return Company(**{f.name: values[_LINKED_PREFIX + f.name] for f in fields(Company)})
 
 
 async def by_ids(

@@ -35,5 +35,14 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """For work that is one statement at a time (a single read): autocommit, which saves
+        the BEGIN and COMMIT round trips. Each statement commits alone and sees its own
+        snapshot, so statements that must agree or commit together use `transaction()`."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     async def close(self) -> None:
         await self.engine.dispose()

@@ -139,12 +139,12 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
 
 
 async def get_lead(db: Database, *, workspace_id: str, lead_id: str) -> Lead:
-    async with db.transaction() as conn:
+    async with db.read() as conn:
         row = await queries.get_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
-        if row is None:
-            raise NotFound.resource("lead", lead_id)
-        linked = await _linked(conn, workspace_id, [row])
-    return _to_lead(row, linked)
+    if row is None:
+        raise NotFound.resource("lead", lead_id)
+    company = linking.linked_from_row(row)
+    return _to_lead(row, {company.id: company} if company else None)
 
 
 async def update_lead(
