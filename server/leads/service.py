@@ -34,11 +34,14 @@ from server.updates import resolve_mask_paths
 Predicate = ColumnElement[bool]
 
 
-def _to_lead(row: AnyRow, linked: dict[str, Company] | None = None) -> Lead:
+def _to_lead(
+    row: AnyRow, linked: dict[str, Company] | None = None, segment_ids: list[str] | None = None
+) -> Lead:
+    """`segment_ids`, when given, replace the row's (which were read before a refresh)."""
     values = row._mapping
     lead = Lead(
         **{f.name: values[f.name] for f in fields(Lead) if f.name not in _DERIVED},
-        segment_ids=list(values["segment_ids"] or []),
+        segment_ids=segment_ids if segment_ids is not None else list(values["segment_ids"] or []),
     )
     # The linked company is the source of truth for the name a linked lead shows.
     company = (linked or {}).get(lead.company_id or "")
@@ -129,13 +132,13 @@ async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Le
                 event_payload={"email": clean.email},
             )
             versions = row.rule_segment_versions
-            row = await _refresh_segments(conn, workspace_id, row, "lead.created", versions)
+            segment_ids = await _refresh_segments(conn, workspace_id, row, "lead.created", versions)
             linked = await _linked(conn, workspace_id, [row])
     except IntegrityError as exc:
         if validation.is_unique_violation(exc):
             raise validation.duplicate_email(clean.email) from None
         raise
-    return _to_lead(row, linked)
+    return _to_lead(row, linked, segment_ids)
 
 
 async def get_lead(db: Database, *, workspace_id: str, lead_id: str) -> Lead:
@@ -199,7 +202,7 @@ async def update_lead(
             if row is None:
                 raise NotFound.resource("lead", lead_id)
             versions = row.rule_segment_versions
-            row = await _refresh_segments(conn, workspace_id, row, "lead.updated", versions)
+            segment_ids = await _refresh_segments(conn, workspace_id, row, "lead.updated", versions)
             linked = await _linked(conn, workspace_id, [row])
             changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
             await events.record(
@@ -213,7 +216,7 @@ async def update_lead(
         if validation.is_unique_violation(exc):
             raise validation.duplicate_email(clean.email) from None
         raise
-    return _to_lead(row, linked)
+    return _to_lead(row, linked, segment_ids)
 
 
 async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archived: bool) -> Lead:
@@ -232,7 +235,7 @@ async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archive
         )
         assert updated is not None
         cause = "lead.archived" if archived else "lead.unarchived"
-        updated = await _refresh_segments(conn, workspace_id, updated, cause=cause)
+        segment_ids = await _refresh_segments(conn, workspace_id, updated, cause=cause)
         await events.record(
             conn,
             workspace_id=workspace_id,
@@ -240,7 +243,7 @@ async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archive
             subject_id=lead_id,
         )
         linked = await _linked(conn, workspace_id, [updated])
-    return _to_lead(updated, linked)
+    return _to_lead(updated, linked, segment_ids)
 
 
 # -- queries --------------------------------------------------------------------------
@@ -274,17 +277,20 @@ async def _refresh_segments(
     row: AnyRow,
     cause: str,
     versions: list[str] | None = None,
-) -> AnyRow:
-    """Keep rule segments current for this lead, in the writing transaction; the lead is
-    read again only when its membership changed. `versions`: see membership.refresh."""
+) -> list[str]:
+    """Keep rule segments current for this lead, in the writing transaction; returns its
+    segment ids after that: the ones `row` was written with, plus entries, minus exits (no
+    second read of the lead). `versions`: see membership.refresh."""
     changes = await membership.refresh(
         conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, versions=versions
     )
-    if not changes:
-        return row
-    fresh = await queries.get_lead(conn, workspace_id=workspace_id, lead_id=row.id)
-    assert fresh is not None
-    return fresh
+    segment_ids = set(row.segment_ids or [])
+    for change in changes:
+        if change.type == membership.ENTERED:
+            segment_ids.add(change.segment_id)
+        else:
+            segment_ids.discard(change.segment_id)
+    return sorted(segment_ids)
 
 
 async def _in_segment(

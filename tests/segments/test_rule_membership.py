@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 from tnx.crm.v1 import (
     company_service_pb2,
     company_service_pb2_grpc,
+    lead_pb2,
     lead_service_pb2,
     segment_pb2,
     segment_service_pb2_grpc,
@@ -27,6 +30,7 @@ from tests.segments.helpers import (
     get,
     member_ids,
     rule_segment,
+    static_segment,
     update_lead,
 )
 from tests.support import db
@@ -269,3 +273,67 @@ def test_company_change_moves_its_leads_in_and_out_of_rule_segments(
         segments, workspace, "live companies", all_of(cond("company.archived_at", "not_exists"))
     )
     assert lead.id not in member_ids(segments, workspace, archived_only.id)
+
+
+def test_concurrent_writers_moving_leads_across_segments_keep_member_counts_exact(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    # Every move from 10 to 90 (or back) enters two segments and leaves two, so concurrent
+    # writers all update the same four member counts: the test for lock order (a deadlock
+    # fails a call) and for lost count updates.
+    bands = {
+        "lt50": cond("score", "lt", 50),
+        "gte50": cond("score", "gte", 50),
+        "gte25": cond("score", "gte", 25),
+        "lt75": cond("score", "lt", 75),
+    }
+    made = {name: rule_segment(segments, workspace, name, all_of(c)) for name, c in bands.items()}
+    people = [add_lead(leads, workspace, f"mover{i}@bands.io", score=10) for i in range(24)]
+
+    def move_back_and_forth(lead_id: str) -> int:
+        scores = [update_lead(leads, workspace, lead_id, score=s).score for s in (90, 10, 90)]
+        return scores[-1]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        final_scores = list(pool.map(move_back_and_forth, [lead.id for lead in people]))
+    assert final_scores == [90] * len(people)  # every call succeeded: no deadlock, no error
+    final_high = {lead.id for lead in people}
+    expected = {"lt50": set(), "gte50": final_high, "gte25": final_high, "lt75": set()}
+    for name, segment in made.items():
+        assert set(member_ids(segments, workspace, segment.id)) == expected[name], name
+        assert get(segments, workspace, segment.id).member_count == len(expected[name]), name
+
+
+def test_write_replies_name_the_same_segments_as_a_fresh_read(
+    segments: Segments, leads: Leads, workspace: Workspace
+) -> None:
+    hot = rule_segment(segments, workspace, "hot", all_of(cond("score", "gte", 50)))
+    warm = rule_segment(segments, workspace, "warm", all_of(cond("score", "between", [30, 60])))
+    picked = static_segment(segments, workspace)
+    lead = add_lead(leads, workspace, "replies@x.io", score=40)
+    assert lead.segment_ids == [warm.id]
+    segments.AddSegmentMembers(
+        sps.AddSegmentMembersRequest(id=picked.id, lead_ids=[lead.id]), metadata=workspace.metadata
+    )
+
+    def fresh() -> list[str]:
+        request = lead_service_pb2.GetLeadRequest(id=lead.id)
+        return list(leads.GetLead(request, metadata=workspace.metadata).segment_ids)
+
+    def archive(archived: bool) -> lead_pb2.Lead:
+        if archived:
+            request = lead_service_pb2.ArchiveLeadRequest(id=lead.id)
+            return leads.ArchiveLead(request, metadata=workspace.metadata)
+        again = lead_service_pb2.UnarchiveLeadRequest(id=lead.id)
+        return leads.UnarchiveLead(again, metadata=workspace.metadata)
+
+    steps: list[tuple[Callable[[], lead_pb2.Lead], list[str]]] = [
+        (lambda: update_lead(leads, workspace, lead.id, score=55), [hot.id, warm.id, picked.id]),
+        (lambda: update_lead(leads, workspace, lead.id, score=70), [hot.id, picked.id]),
+        # An archived lead leaves rule segments, not hand-picked ones.
+        (lambda: archive(True), [picked.id]),
+        (lambda: archive(False), [hot.id, picked.id]),
+    ]
+    for write, expected in steps:
+        assert list(write().segment_ids) == sorted(expected)
+        assert fresh() == sorted(expected)
