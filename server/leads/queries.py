@@ -174,9 +174,22 @@ async def list_page(
     return list((await conn.execute(query)).all())
 
 
-async def plan_each_statement(conn: AsyncConnection) -> None:
-    """Custom plans for the rest of this transaction, even for prepared statements."""
-    await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+async def plan_walks(conn: AsyncConnection) -> None:
+    """For the rest of this transaction: a custom plan for every statement, even a prepared
+    one, and no bitmap scans (so no full-text index) until `allow_index_gathering`."""
+    await conn.execute(
+        text(
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+            " set_config('enable_bitmapscan', 'off', true)"
+        )
+    )
+
+
+async def allow_index_gathering(conn: AsyncConnection, allowed: bool) -> None:
+    """Bitmap scans (the only way PostgreSQL reads a GIN index) on or off, for this
+    transaction."""
+    value = "on" if allowed else "off"
+    await conn.execute(text("SELECT set_config('enable_bitmapscan', :v, true)"), {"v": value})
 
 
 async def window_floor(
