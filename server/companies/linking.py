@@ -4,7 +4,6 @@ lead filter. The leads domain calls these; it holds no company SQL of its own.""
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, Join, and_, select
@@ -86,10 +85,10 @@ def with_linked_company() -> Join:
 
 
 def linked_from_row(row: AnyRow) -> Company | None:
-    values = row._mapping
-    if values[_LINKED_PREFIX + "id"] is None:
+    """The company of a row read with LINKED_COLUMNS; None when the lead has none."""
+    if row._mapping[_LINKED_PREFIX + "id"] is None:
         return None
-    return Company(**{f.name: values[_LINKED_PREFIX + f.name] for f in fields(Company)})
+    return to_company(row, prefix=_LINKED_PREFIX)
 
 
 async def by_ids(

@@ -60,9 +60,10 @@ class Company:
     path: str  # internal: ids from the root down to this company, each followed by '/'
 
 
-def to_company(row: AnyRow) -> Company:
+def to_company(row: AnyRow, prefix: str = "") -> Company:
+    """The company in `row`, whose column names may carry a prefix (a join's labels)."""
     values = row._mapping
-    return Company(**{f.name: values[f.name] for f in fields(Company)})
+    return Company(**{f.name: values[prefix + f.name] for f in fields(Company)})
 
 
 # -- shared checks --------------------------------------------------------------------
