@@ -91,23 +91,27 @@ async def get_companies(
     return list((await conn.execute(query)).all())
 
 
-async def find_live_by_domain(
-    conn: AsyncConnection, *, workspace_id: str, domain: str
-) -> AnyRow | None:
-    query = select(*COMPANY_COLUMNS).where(
+def _live_by_domain(
+    workspace_id: str | ColumnElement[str], domain: str | ColumnElement[str]
+) -> ColumnElement[bool]:
+    return and_(
         companies.c.workspace_id == workspace_id,
         companies.c.domain == domain,
         companies.c.archived_at.is_(None),
     )
+
+
+async def find_live_by_domain(
+    conn: AsyncConnection, *, workspace_id: str, domain: str
+) -> AnyRow | None:
+    query = select(*COMPANY_COLUMNS).where(_live_by_domain(workspace_id, domain))
     return (await conn.execute(query.with_for_update(read=True))).first()
 
 
 def live_by_domain_cte(*, workspace_id: ColumnElement[str], domain: ColumnElement[str]) -> CTE:
     """find_live_by_domain as a CTE, for a statement that links a lead as it inserts it."""
     query = select(companies.c.id, companies.c.name, companies.c.path).where(
-        companies.c.workspace_id == workspace_id,
-        companies.c.domain == domain,
-        companies.c.archived_at.is_(None),
+        _live_by_domain(workspace_id, domain)
     )
     return query.with_for_update(read=True).cte("domain_company")
 
