@@ -125,10 +125,10 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
-    from server.imports import tasks
+    from server import worker
 
     _logging(settings)
-    tasks.worker_main(settings, database_url(settings))
+    worker.worker_main(settings, database_url(settings))
     return 0
 
 

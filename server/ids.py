@@ -6,25 +6,32 @@ random bits, so ordering by id is (nearly) creation order and keyset pages follo
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# base64's base32 alphabet → Crockford's, so base64.b32encode does the per-character work.
+_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
 BODY_LENGTH = 26
+_RANDOM_BYTES = 10  # 80 bits: exactly the last 16 characters of the body
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` new ids of one millisecond: the time head once, then 80 random bits each,
+    encoded in C rather than a Python loop per character (imports make 10,000 at once)."""
+    millis = time.time_ns() // 1_000_000
+    head = "".join(_ALPHABET[(millis >> (5 * i)) & 31] for i in reversed(range(10)))
+    noise = os.urandom(_RANDOM_BYTES * count)
+    return [
+        f"{prefix}_{head}"
+        + base64.b32encode(noise[i : i + _RANDOM_BYTES]).decode().translate(_CROCKFORD)
+        for i in range(0, _RANDOM_BYTES * count, _RANDOM_BYTES)
+    ]
 
 
 def new_id(prefix: str) -> str:
-    millis = time.time_ns() // 1_000_000
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    return f"{prefix}_{_encode(value, BODY_LENGTH)}"
+    return new_ids(prefix, 1)[0]
 
 
 def looks_like(prefix: str, value: str) -> bool:

@@ -1,4 +1,5 @@
-"""The Celery application: background work (imports) on CRM_BROKER_URL.
+"""The Celery application and the `tnx-crm worker` process: every domain's background work
+(imports today) on CRM_BROKER_URL.
 
 Production and CI set CRM_BROKER_URL (Redis or RabbitMQ). Without it the broker is kombu's
 SQLAlchemy transport on the stack's own PostgreSQL, so `tnx-crm up` needs no other server.
@@ -8,21 +9,34 @@ prefetched per process); every task is safe to run twice because each job runs u
 per-job lock and commits its checkpoint with its data (server/imports/runner.py). Nothing
 depends on the broker keeping messages: a sweeper in every worker enqueues unfinished jobs
 again (server/imports/tasks.py).
+
+A domain's tasks live in its own tasks.py, listed in TASK_MODULES: each exposes
+`register(app, url)`, which adds its tasks (and worker signal handlers) to the worker's app
+and returns the queues they travel on. This module imports none of them at module level
+(they import it for make_app); worker_main loads them by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+import importlib
+import os
+from collections.abc import Sequence
+from typing import Protocol, cast
 
 from celery import Celery
 
 from server.config import Settings
 from server.db.url import database_url
-from server.imports.settings import load as import_settings
 
-RUN_IMPORT = "tnx.imports.run"
+# Every domain whose tasks a worker runs; a worker listens to all of their queues.
+TASK_MODULES: tuple[str, ...] = ("server.imports.tasks",)
 SQLA_POLL_SECONDS = 0.25
+
+
+class TaskModule(Protocol):
+    def register(self, app: Celery, url: str) -> Sequence[str]:
+        """Add this domain's tasks to the app; returns the queues they travel on."""
+        ...
 
 
 def broker_url(settings: Settings, db_url: str | None = None) -> str:
@@ -46,7 +60,8 @@ def make_app(broker: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_default_queue=import_settings().queue,
+        # No task_default_queue: every send names its domain's queue (a setting of that
+        # domain), so no domain's messages land on another's by default.
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
@@ -65,11 +80,31 @@ def make_app(broker: str) -> Celery:
     return app
 
 
-def enqueue(app: Celery, job_id: str) -> None:
-    app.send_task(RUN_IMPORT, args=[job_id], queue=import_settings().queue)
+def register_all(app: Celery, url: str) -> list[str]:
+    """Every TASK_MODULES module's tasks on the app; the queues they need, each once."""
+    queues: list[str] = []
+    for name in TASK_MODULES:
+        module = cast(TaskModule, importlib.import_module(name))
+        queues.extend(q for q in module.register(app, url) if q not in queues)
+    return queues
 
 
-def enqueuer(settings: Settings, db_url: str) -> Callable[[str], None]:
-    """What the gRPC server calls to hand a stored upload to the workers."""
-    app = make_app(broker_url(settings, db_url))
-    return partial(enqueue, app)
+def worker_main(settings: Settings, url: str) -> None:
+    """`tnx-crm worker`: one process, one task at a time (run more processes for more)."""
+    app = make_app(broker_url(settings, url))
+    queues = register_all(app, url)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            f"--loglevel={settings.log_level}",
+            "--queues",
+            ",".join(queues),
+            # Broadcast features the SQLAlchemy transport lacks, and the queues need none.
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--hostname",
+            f"worker-{os.getpid()}@%h",
+        ]
+    )

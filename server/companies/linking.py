@@ -4,9 +4,10 @@ lead filter. The leads domain calls these; it holds no company SQL of its own.""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Join, and_, select
+from sqlalchemy import ColumnElement, Join, and_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.companies import queries
@@ -41,10 +42,22 @@ async def explicit(
     return to_company(row)
 
 
+def lead_columns(company: Company) -> dict[str, Any]:
+    """What a lead linked to `company` stores: its id, its name (the name the lead shows)
+    and its path (for group filters)."""
+    return {"company_id": company.id, "company": company.name, "company_path": company.path}
+
+
 def linkable_domain(email: str) -> str | None:
     """The email's domain, unless it is a free-mail or disposable one (a gmail.com address
     says nothing about an employer)."""
-    domain = email.rpartition("@")[2].strip().lower()
+    return company_domain(email.rpartition("@")[2].strip().lower())
+
+
+@functools.lru_cache(maxsize=50_000)
+def company_domain(domain: str) -> str | None:
+    """A (lowercase) email domain, if a company can own it: not free-mail or disposable.
+    Cached: an import asks once per row, mostly for the same few domains."""
     return None if not domain or is_shared_mail_domain(domain) else domain
 
 
@@ -120,3 +133,50 @@ async def group_filter(
         # A group of one: the company_id index lists it in id order, no sort needed.
         return leads.c.company_id == company_id
     return queries.path_range(leads.c.company_path, row.path)
+
+
+# -- the set-based form, for imports -------------------------------------------------------
+# A staging table of rows to be written as leads, with `domain` (company_domain of the
+# email), `company` (a name), and company_id/company_path/company_name to fill.
+_LINK_STAGED_BY_DOMAIN = """
+WITH c AS (
+    SELECT id, path, name, domain FROM companies
+    WHERE workspace_id = :ws AND archived_at IS NULL
+      AND domain IN (SELECT domain FROM {stage} WHERE domain IS NOT NULL)
+    FOR SHARE
+)
+UPDATE {stage} s SET company_id = c.id, company_path = c.path, company_name = c.name
+FROM c WHERE c.domain = s.domain
+"""
+# By name only where exactly one live company has it (case-insensitive): never a guess.
+_LINK_STAGED_BY_NAME = """
+WITH named AS (
+    SELECT lower(name) AS key, min(id) AS id FROM companies
+    WHERE workspace_id = :ws AND archived_at IS NULL
+      AND lower(name) IN (SELECT lower(company) FROM {stage}
+                          WHERE company_id IS NULL AND company IS NOT NULL)
+    GROUP BY lower(name) HAVING count(*) = 1
+), c AS (
+    SELECT companies.id, path, name, key FROM companies JOIN named ON companies.id = named.id
+    FOR SHARE OF companies
+)
+UPDATE {stage} s SET company_id = c.id, company_path = c.path, company_name = c.name
+FROM c WHERE s.company_id IS NULL AND lower(s.company) = c.key
+"""
+
+
+async def link_staged(
+    conn: AsyncConnection, *, workspace_id: str, stage: str, by_name: bool
+) -> None:
+    """by_email for a whole staging table (imports): each row gets the live company of its
+    email's domain; with `by_name`, a row still without one gets the only live company of
+    its `company` name. Companies are share-locked until the caller commits."""
+    params = {"ws": workspace_id}
+    has_companies = await conn.scalar(
+        text("SELECT EXISTS (SELECT 1 FROM companies WHERE workspace_id = :ws)"), params
+    )
+    if not has_companies:
+        return
+    await conn.execute(text(_LINK_STAGED_BY_DOMAIN.format(stage=stage)), params)
+    if by_name:
+        await conn.execute(text(_LINK_STAGED_BY_NAME.format(stage=stage)), params)

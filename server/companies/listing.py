@@ -14,7 +14,7 @@ from server.errors import InvalidArgument, NotFound
 from server.filtering.ast import Condition, Node, all_of
 from server.filtering.compiler import Compiler
 from server.filtering.fields import COMPANY_FIELDS
-from server.pagination import CursorCodec, fingerprint, page_size
+from server.pagination import CursorCodec, Keyset, fingerprint, page_size
 
 MAX_QUERY_WORDS = 16
 
@@ -98,13 +98,8 @@ async def list_companies(
 ) -> Page:
     size = page_size(limit)
     predicate = _predicate(filters)
-    query_key = fingerprint("companies", filters)
-    after_id = None
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if len(position) != 1 or not isinstance(position[0], str):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after_id = position[0]
+    keyset = Keyset(codec, workspace_id, fingerprint("companies", filters))
+    after_id = keyset.after_id(cursor)
     async with db.transaction() as conn:
         rows = await queries.list_page(
             conn,
@@ -114,13 +109,7 @@ async def list_companies(
             after_id=after_id,
             limit=size,
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
-        if more
-        else ""
-    )
+    rows, next_cursor = keyset.page(rows, size, lambda r: [r.id])
     return Page(companies=[to_company(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -141,17 +130,11 @@ async def company_tree(
     if max_depth < 0:
         raise InvalidArgument.on("max_depth", "must not be negative", "MAX_DEPTH_NEGATIVE")
     depth_limit = max_depth or queries.MAX_WALK
-    query_key = fingerprint("tree", company_id, depth_limit, include_archived)
-    after: tuple[int, str] = (0, "")
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if (
-            len(position) != 2
-            or not isinstance(position[0], int)
-            or not isinstance(position[1], str)
-        ):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after = (position[0], position[1])
+    keyset = Keyset(
+        codec, workspace_id, fingerprint("tree", company_id, depth_limit, include_archived)
+    )
+    position = keyset.position(cursor, int, str)
+    after: tuple[int, str] = (position[0], position[1]) if position else (0, "")
     async with db.transaction() as conn:
         rows = await queries.tree_page(
             conn,
@@ -166,15 +149,9 @@ async def company_tree(
     if not itself:
         raise NotFound.resource("company", company_id)
     ancestors = sorted((r for r in rows if r.depth < 0), key=lambda r: -r.depth)
-    below = [r for r in rows if r.depth > 0]
-    more = len(below) > size
-    below = below[:size]
-    next_cursor = ""
-    if more:
-        last = below[-1]
-        next_cursor = codec.encode(
-            workspace_id=workspace_id, query=query_key, position=[last.depth, last.id]
-        )
+    below, next_cursor = keyset.page(
+        [r for r in rows if r.depth > 0], size, lambda r: [r.depth, r.id]
+    )
     return Tree(
         company=to_company(itself[0]),
         ancestors=[to_company(r) for r in ancestors],

@@ -37,7 +37,7 @@ from sqlalchemy.types import Text
 
 from server.db.engine import AnyRow
 from server.db.tables import companies, leads
-from server.updates import patched_custom_fields
+from server.fields import patched_custom_fields
 
 COMPANY_COLUMNS = list(companies.c)
 

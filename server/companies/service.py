@@ -29,9 +29,11 @@ from server.errors import (
     FieldViolation,
     NotFound,
 )
+from server.events import catalogue
 from server.events import service as events
+from server.events.catalogue import EventType
+from server.fields import custom_patch, resolve_mask_paths
 from server.segments import membership
-from server.updates import resolve_mask_paths
 
 # Levels in one group, root included. Real groups are a handful deep; the bound keeps a
 # company's path (the ids from its root) well inside what a btree index entry can hold.
@@ -167,15 +169,14 @@ async def create_company(db: Database, *, workspace_id: str, data: CompanyInput)
             linked = await _link_leads(conn, row)
             if linked:
                 await membership.refresh_company_leads(
-                    conn, workspace_id=workspace_id, company_ids=[row.id], cause="company.created"
+                    conn,
+                    workspace_id=workspace_id,
+                    company_ids=[row.id],
+                    cause=EventType.COMPANY_CREATED,
                 )
-            await events.record(
-                conn,
-                workspace_id=workspace_id,
-                event_type="company.created",
-                subject_id=row.id,
-                payload={"name": row.name, "domain": row.domain, "linked_leads": linked},
-            )
+            payload = {"name": row.name, "domain": row.domain, "linked_leads": linked}
+            created = catalogue.new(EventType.COMPANY_CREATED, row.id, payload)
+            await events.record(conn, workspace_id=workspace_id, events=[created])
     except IntegrityError as exc:
         if _is_duplicate_domain(exc):
             raise _duplicate_domain(clean.domain) from None
@@ -232,15 +233,9 @@ async def update_company(
     whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     clean = validate(data, whole | ({"custom_fields"} if custom_keys else set()))
     values = _update_values(clean, whole)
-    merge: dict[str, Any] = {
-        k: clean.custom_fields[k] for k in custom_keys if k in clean.custom_fields
-    }
-    remove = [k for k in custom_keys if k not in clean.custom_fields]
-    if "custom_fields" in whole:
-        if merge_custom:
-            merge.update(clean.custom_fields)
-        else:
-            values["custom_fields"] = clean.custom_fields
+    custom = custom_patch(clean.custom_fields, whole, custom_keys, merge_custom=merge_custom)
+    if custom.replace is not None:
+        values["custom_fields"] = custom.replace
     moving = "parent_company_id" in whole
     try:
         async with db.transaction() as conn:
@@ -258,8 +253,8 @@ async def update_company(
                 workspace_id=workspace_id,
                 company_id=company_id,
                 values=values,
-                custom_merge=merge,
-                custom_remove=remove,
+                custom_merge=custom.merge,
+                custom_remove=custom.remove,
             )
             assert row is not None  # locked above
             if row.name != before.name:
@@ -268,16 +263,15 @@ async def update_company(
                 )
             linked = await _link_leads(conn, row) if row.domain != before.domain else 0
             await membership.refresh_company_leads(
-                conn, workspace_id=workspace_id, company_ids=[company_id], cause="company.updated"
-            )
-            changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
-            await events.record(
                 conn,
                 workspace_id=workspace_id,
-                event_type="company.updated",
-                subject_id=company_id,
-                payload={"fields": changed, "linked_leads": linked},
+                company_ids=[company_id],
+                cause=EventType.COMPANY_UPDATED,
             )
+            changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
+            payload = {"fields": changed, "linked_leads": linked}
+            updated = catalogue.new(EventType.COMPANY_UPDATED, company_id, payload)
+            await events.record(conn, workspace_id=workspace_id, events=[updated])
     except IntegrityError as exc:
         if _is_duplicate_domain(exc):
             raise _duplicate_domain(clean.domain) from None
@@ -343,18 +337,21 @@ async def set_archived(
             values={"archived_at": func.now() if archived else null()},
         )
         assert updated is not None
+        event_type = EventType.COMPANY_ARCHIVED if archived else EventType.COMPANY_UNARCHIVED
         await membership.refresh_company_leads(
             conn,
             workspace_id=workspace_id,
             company_ids=[company_id, *below],
-            cause="company.archived" if archived else "company.unarchived",
+            cause=event_type,
         )
-        for subject in [company_id, *below]:
-            await events.record(
-                conn,
-                workspace_id=workspace_id,
-                event_type="company.archived" if archived else "company.unarchived",
-                subject_id=subject,
-                payload={"with": company_id} if subject != company_id else {},
-            )
+        await events.record(
+            conn,
+            workspace_id=workspace_id,
+            events=[
+                catalogue.new(
+                    event_type, subject, {"with": company_id} if subject != company_id else {}
+                )
+                for subject in [company_id, *below]
+            ],
+        )
     return to_company(updated)

@@ -3,7 +3,6 @@ field, so a client can fix them all at once."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -13,10 +12,8 @@ from urllib.parse import urlsplit
 import pycountry
 
 from server.errors import FieldViolation, InvalidArgument
-from server.filtering.fields import CUSTOM_KEY
+from server.fields import MAX_TEXT, custom_field_violations
 
-MAX_TEXT = 500
-MAX_CUSTOM_BYTES = 64 * 1024
 MAX_DOMAIN = 253
 EARLIEST_FOUNDING = 1000
 DEFAULT_CURRENCY = "USD"
@@ -118,19 +115,6 @@ def normalise_url(raw: str) -> str | None:
 def _is_linkedin(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     return host == "linkedin.com" or host.endswith(".linkedin.com")
-
-
-def custom_field_violations(custom: dict[str, Any], prefix: str) -> list[FieldViolation]:
-    problems = [
-        FieldViolation(f"{prefix}custom_fields.{key}", "keys are letters, digits, _ or -, up to 64")
-        for key in custom
-        if not CUSTOM_KEY.match(key)
-    ]
-    if len(json.dumps(custom)) > MAX_CUSTOM_BYTES:
-        problems.append(
-            FieldViolation(f"{prefix}custom_fields", f"larger than {MAX_CUSTOM_BYTES} bytes")
-        )
-    return problems
 
 
 class _Checker:

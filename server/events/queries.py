@@ -9,32 +9,23 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
-from server.db.tables import events
-
-
-async def insert_event(
-    conn: AsyncConnection,
-    *,
-    workspace_id: str,
-    event_type: str,
-    subject_id: str,
-    payload: dict[str, Any],
-) -> None:
-    await conn.execute(
-        insert(events).values(
-            workspace_id=workspace_id, type=event_type, subject_id=subject_id, payload=payload
-        )
-    )
+from server.db.tables import events as events_table
+from server.events.catalogue import NewEvent
 
 
 async def insert_events(
-    conn: AsyncConnection, *, workspace_id: str, items: list[tuple[str, str, dict[str, Any]]]
+    conn: AsyncConnection, *, workspace_id: str, events: Sequence[NewEvent]
 ) -> None:
     rows = [
-        {"workspace_id": workspace_id, "type": kind, "subject_id": subject, "payload": payload}
-        for kind, subject, payload in items
+        {
+            "workspace_id": workspace_id,
+            "type": str(event.type),
+            "subject_id": event.subject_id,
+            "payload": event.payload,
+        }
+        for event in events
     ]
-    await conn.execute(insert(events).values(rows))
+    await conn.execute(insert(events_table), rows)
 
 
 async def events_after(
@@ -43,6 +34,7 @@ async def events_after(
     workspace_id: str,
     after: tuple[int, int],
     types: Sequence[str],
+    subject_id: str,
     limit: int,
 ) -> list[AnyRow]:
     """Events in commit-visibility order after a position (txid, id), only from transactions
@@ -56,5 +48,8 @@ async def events_after(
     if types:
         sql += " AND type = ANY(:types)"
         params["types"] = list(types)
+    if subject_id:
+        sql += " AND subject_id = :subject"
+        params["subject"] = subject_id
     sql += " ORDER BY txid, id LIMIT :limit"
     return list((await conn.execute(text(sql), params)).all())

@@ -22,6 +22,7 @@ def to_proto(event: service.Event) -> event_service_pb2.Event:
     payload = struct_pb2.Struct()
     payload.update(event.payload)
     return event_service_pb2.Event(
+        id=event.id,
         cursor=event.cursor,
         type=event.type,
         subject_id=event.subject_id,
@@ -43,6 +44,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
             workspace_id=workspace_id(),
             after=request.after,
             types=list(request.types),
+            subject_id=request.subject_id,
             limit=request.limit,
         )
         return event_service_pb2.ListEventsResponse(
@@ -58,6 +60,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
             workspace_id=workspace_id(),
             after=request.after,
             types=list(request.types),
+            subject_id=request.subject_id,
         )
         async for event in events:
             yield to_proto(event)

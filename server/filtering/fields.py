@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func
 from sqlalchemy.sql.expression import literal_column
 
 from server.db.tables import companies, leads
+from server.leads.enums import LeadStatus
 
 
 class Kind(Enum):
@@ -38,7 +39,7 @@ class FieldSpec:
 CUSTOM_PREFIX = "custom."
 CUSTOM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 
-LEAD_STATUSES = frozenset({"new", "contacted", "qualified", "customer", "disqualified"})
+LEAD_STATUSES = frozenset(LeadStatus)
 
 
 def _email_domain() -> ColumnElement[object]:

@@ -3,23 +3,16 @@ workspace, except the public lookup by slug (slugs are global)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, cast, delete, func, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
 from server.db.tables import (
-    LEAD_STORED_COLUMNS,
     activities,
     form_submissions,
     forms,
-    leads,
-    segment_members,
-    segments,
 )
 
 
@@ -68,20 +61,6 @@ async def list_forms(
     return list((await conn.execute(query.order_by(forms.c.id).limit(limit + 1))).all())
 
 
-async def static_segment_ids(
-    conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str]
-) -> set[str]:
-    """Which of these ids are STATIC segments of the workspace."""
-    if not segment_ids:
-        return set()
-    query = select(segments.c.id).where(
-        segments.c.workspace_id == workspace_id,
-        segments.c.id.in_(list(segment_ids)),
-        segments.c.membership == "static",
-    )
-    return set((await conn.scalars(query)).all())
-
-
 async def list_submissions(
     conn: AsyncConnection, *, form_id: str, before_id: str | None, limit: int
 ) -> list[AnyRow]:
@@ -93,41 +72,7 @@ async def list_submissions(
     return list((await conn.execute(query)).all())
 
 
-# -- the public submission's writes ---------------------------------------------------
-
-
-async def lock_lead_by_email(
-    conn: AsyncConnection, *, workspace_id: str, email: str
-) -> AnyRow | None:
-    query = (
-        select(*LEAD_STORED_COLUMNS)
-        .where(leads.c.workspace_id == workspace_id, func.lower(leads.c.email) == email.lower())
-        .with_for_update()
-    )
-    return (await conn.execute(query)).first()
-
-
-async def insert_lead_if_absent(conn: AsyncConnection, *, values: dict[str, Any]) -> str | None:
-    """Insert a lead unless its email is taken (a concurrent submission may have just
-    created it); returns the new id or None."""
-    statement = (
-        pg_insert(leads)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[leads.c.workspace_id, func.lower(leads.c.email)])
-        .returning(leads.c.id)
-    )
-    inserted: str | None = (await conn.execute(statement)).scalar_one_or_none()
-    return inserted
-
-
-async def update_lead(
-    conn: AsyncConnection, *, lead_id: str, values: dict[str, Any], custom: dict[str, Any]
-) -> None:
-    assignments: dict[str, Any] = {**values, "updated_at": func.now()}
-    if custom:
-        patch = cast(literal(custom, JSONB), JSONB)
-        assignments["custom_fields"] = leads.c.custom_fields.op("||")(patch)
-    await conn.execute(update(leads).where(leads.c.id == lead_id).values(**assignments))
+# -- the public submission's own rows (the lead goes through server.leads.writes) ------
 
 
 async def insert_submission(conn: AsyncConnection, *, values: dict[str, Any]) -> None:
@@ -136,31 +81,3 @@ async def insert_submission(conn: AsyncConnection, *, values: dict[str, Any]) ->
 
 async def insert_activity(conn: AsyncConnection, *, values: dict[str, Any]) -> None:
     await conn.execute(insert(activities).values(**values))
-
-
-async def add_to_segments(
-    conn: AsyncConnection, *, workspace_id: str, lead_id: str, segment_ids: Sequence[str]
-) -> list[str]:
-    """Add one lead to those of these segments that are still STATIC segments of the
-    workspace (a target deleted since the form was saved is skipped: the rows are
-    key-share locked as they are read, so none can vanish before this commits). Returns the
-    segments the lead was not in before."""
-    if not segment_ids:
-        return []
-    targets = (
-        select(segments.c.id, literal(lead_id))
-        .where(
-            segments.c.workspace_id == workspace_id,
-            segments.c.id.in_(list(segment_ids)),
-            segments.c.membership == "static",
-        )
-        .order_by(segments.c.id)
-        .with_for_update(read=True, key_share=True)
-    )
-    statement = (
-        pg_insert(segment_members)
-        .from_select(["segment_id", "lead_id"], targets)
-        .on_conflict_do_nothing()
-        .returning(segment_members.c.segment_id)
-    )
-    return sorted((await conn.scalars(statement)).all())

@@ -14,10 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import ids
 from server.db.engine import AnyRow, Database
 from server.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from server.events import catalogue
 from server.events import service as events
+from server.events.catalogue import EventType
 from server.forms import definition, embed, origins, queries, tokens
 from server.forms.definition import Form, FormField, FormInput
-from server.pagination import CursorCodec, fingerprint, page_size
+from server.pagination import CursorCodec, Keyset, fingerprint, page_size
+from server.segments import service as segments
 
 DEFAULT_TTL_DAYS = 180
 MAX_TTL_DAYS = 365
@@ -89,7 +92,7 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
 async def _check_segments(
     conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str]
 ) -> None:
-    found = await queries.static_segment_ids(
+    found = await segments.static_segment_ids(
         conn, workspace_id=workspace_id, segment_ids=segment_ids
     )
     missing = [
@@ -125,13 +128,8 @@ async def create_form(db: Database, *, workspace_id: str, data: FormInput) -> Fo
             row = await queries.insert_form(
                 conn, values={"id": form_id, "workspace_id": workspace_id, **_columns(values)}
             )
-            await events.record(
-                conn,
-                workspace_id=workspace_id,
-                event_type="form.created",
-                subject_id=form_id,
-                payload={"slug": row.slug},
-            )
+            created = catalogue.new(EventType.FORM_CREATED, form_id, {"slug": row.slug})
+            await events.record(conn, workspace_id=workspace_id, events=[created])
     except IntegrityError as exc:
         if getattr(exc.orig, "sqlstate", None) == "23505":
             raise _slug_taken(values["slug"]) from None
@@ -174,13 +172,8 @@ async def update_form(
         if row is None:
             raise NotFound.resource("form", form_id)
         if values:
-            await events.record(
-                conn,
-                workspace_id=workspace_id,
-                event_type="form.updated",
-                subject_id=form_id,
-                payload={"fields": sorted(values)},
-            )
+            updated = catalogue.new(EventType.FORM_UPDATED, form_id, {"fields": sorted(values)})
+            await events.record(conn, workspace_id=workspace_id, events=[updated])
     return to_form(row)
 
 
@@ -188,34 +181,19 @@ async def delete_form(db: Database, *, workspace_id: str, form_id: str) -> None:
     async with db.transaction() as conn:
         if not await queries.delete_form(conn, workspace_id=workspace_id, form_id=form_id):
             raise NotFound.resource("form", form_id)
-        await events.record(
-            conn, workspace_id=workspace_id, event_type="form.deleted", subject_id=form_id
-        )
-
-
-def _after(codec: CursorCodec, cursor: str, *, workspace_id: str, query: str) -> str | None:
-    if not cursor:
-        return None
-    position = codec.decode(cursor, workspace_id=workspace_id, query=query)
-    if len(position) != 1 or not isinstance(position[0], str):
-        raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-    return position[0]
+        deleted = catalogue.new(EventType.FORM_DELETED, form_id)
+        await events.record(conn, workspace_id=workspace_id, events=[deleted])
 
 
 async def list_forms(
     db: Database, codec: CursorCodec, *, workspace_id: str, limit: int, cursor: str
 ) -> FormPage:
     size = page_size(limit)
-    query_key = fingerprint("forms")
-    after = _after(codec, cursor, workspace_id=workspace_id, query=query_key)
+    keyset = Keyset(codec, workspace_id, fingerprint("forms"))
+    after = keyset.after_id(cursor)
     async with db.transaction() as conn:
         rows = await queries.list_forms(conn, workspace_id=workspace_id, after_id=after, limit=size)
-    more, rows = len(rows) > size, rows[:size]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
-        if more
-        else ""
-    )
+    rows, next_cursor = keyset.page(rows, size, lambda r: [r.id])
     return FormPage(forms=[to_form(row) for row in rows], next_cursor=next_cursor)
 
 
@@ -223,18 +201,13 @@ async def list_submissions(
     db: Database, codec: CursorCodec, *, workspace_id: str, form_id: str, limit: int, cursor: str
 ) -> SubmissionPage:
     size = page_size(limit)
-    query_key = fingerprint("form_submissions", form_id)
-    before = _after(codec, cursor, workspace_id=workspace_id, query=query_key)
+    keyset = Keyset(codec, workspace_id, fingerprint("form_submissions", form_id))
+    before = keyset.after_id(cursor)  # newest first, so the next page is below this id
     async with db.transaction() as conn:
         if await queries.get_form(conn, workspace_id=workspace_id, form_id=form_id) is None:
             raise NotFound.resource("form", form_id)
         rows = await queries.list_submissions(conn, form_id=form_id, before_id=before, limit=size)
-    more, rows = len(rows) > size, rows[:size]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
-        if more
-        else ""
-    )
+    rows, next_cursor = keyset.page(rows, size, lambda r: [r.id])
     found = [
         Submission(
             id=row.id,

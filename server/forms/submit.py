@@ -17,21 +17,22 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import ids
-from server.companies import linking
-from server.db.engine import AnyRow, Database
+from server.db.engine import Database
 from server.errors import NotFound, PermissionDenied
+from server.events import catalogue
 from server.events import service as events
+from server.events.catalogue import EventType
 from server.forms import definition, origins, queries, tokens, values
 from server.forms.definition import Form
 from server.forms.limits import SubmissionLimits
 from server.forms.service import to_form
-from server.leads.phones import to_e164
+from server.leads import writes
+from server.leads.model import LeadInput
 from server.segments import membership
 
 log = logging.getLogger(__name__)
 
 ACTIVITY = "form_submitted"
-EVENT = "form.submitted"
 MAX_PAGE_URL = 2000
 MAX_USER_AGENT = 500
 
@@ -140,7 +141,22 @@ async def _record(
 ) -> str:
     now = datetime.now(UTC)
     workspace_id = form.workspace_id
-    lead_id, created, changed = await _upsert_lead(conn, form=form, checked=checked, now=now)
+    # A new lead gets every submitted value; an existing one the submitted (non-empty)
+    # values of mapped fields, so nothing it had is ever wiped.
+    data = LeadInput(
+        email=checked.email, source=form.source, custom_fields=checked.custom, last_activity_at=now
+    )
+    for column, value in checked.lead.items():  # text columns only (forms.definition)
+        setattr(data, column, value)
+    written = await writes.upsert_by_email(
+        conn,
+        workspace_id=workspace_id,
+        data=data,
+        given={*checked.lead, "last_activity_at"},
+        origin=writes.Origin(form_id=form.id),
+        cause=EventType.FORM_SUBMITTED,
+    )
+    lead_id = written.row.id
     submission_id = ids.new_id("fsub")
     await queries.insert_submission(
         conn,
@@ -167,115 +183,24 @@ async def _record(
             "occurred_at": now,
         },
     )
-    entered = await queries.add_to_segments(
-        conn, workspace_id=workspace_id, lead_id=lead_id, segment_ids=form.segment_ids
-    )
-    lead_event = (
-        ("lead.created", lead_id, {"email": checked.email, "form_id": form.id})
-        if created
-        else ("lead.updated", lead_id, {"fields": changed, "form_id": form.id})
-    )
-    await events.record_many(
+    submitted = {
+        "form_id": form.id,
+        "slug": form.slug,
+        "submission_id": submission_id,
+        "lead_id": lead_id,
+        "lead_created": written.created,
+    }
+    submitted_event = catalogue.new(EventType.FORM_SUBMITTED, form.id, submitted)
+    await events.record(conn, workspace_id=workspace_id, events=[submitted_event])
+    # Member counts are hot rows every submission to the form updates: their row locks are
+    # taken last, held only until commit. Every writer updates rule segments' counts (in
+    # the lead write) before static segments' (here), so two never wait on each other in
+    # opposite orders.
+    await membership.add_static(
         conn,
         workspace_id=workspace_id,
-        items=[
-            *([lead_event] if created or changed else []),
-            *(
-                (
-                    membership.ENTERED,
-                    lead_id,
-                    {"segment_id": s, "lead_id": lead_id, "cause": EVENT},
-                )
-                for s in entered
-            ),
-            (
-                EVENT,
-                form.id,
-                {
-                    "form_id": form.id,
-                    "slug": form.slug,
-                    "submission_id": submission_id,
-                    "lead_id": lead_id,
-                    "lead_created": created,
-                },
-            ),
-        ],
+        lead_ids=[lead_id],
+        segment_ids=form.segment_ids,
+        cause=EventType.FORM_SUBMITTED,
     )
-    # Member counts are hot rows every submission to the form updates: their row locks are
-    # taken last, held only until commit. Static before rule segments, as imports do, so
-    # the two never wait on each other in opposite orders.
-    await membership.apply_count_deltas(
-        conn, [membership.Change(s, lead_id, membership.ENTERED) for s in entered]
-    )
-    # Rule segments see the new values and last_activity_at in this same transaction.
-    await membership.refresh(conn, workspace_id=workspace_id, lead_ids=[lead_id], cause=EVENT)
     return submission_id
-
-
-async def _upsert_lead(
-    conn: AsyncConnection, *, form: Form, checked: values.Mapped, now: datetime
-) -> tuple[str, bool, list[str]]:
-    """(lead id, created, changed field paths). A new lead gets every submitted value; an
-    existing one gets the submitted (non-empty) values of mapped fields, so nothing it had
-    is ever wiped."""
-    workspace_id = form.workspace_id
-    existing = await queries.lock_lead_by_email(
-        conn, workspace_id=workspace_id, email=checked.email
-    )
-    if existing is None:
-        lead_values: dict[str, Any] = {
-            "id": ids.new_id("lead"),
-            "workspace_id": workspace_id,
-            "email": checked.email,
-            **{column: checked.lead.get(column, "") for column in _TEXT_COLUMNS},
-            "source": form.source,
-            "status": "new",
-            "custom_fields": checked.custom,
-            "last_activity_at": now,
-            "phone_e164": to_e164(
-                checked.lead.get("phone", ""), str(checked.custom.get("country", ""))
-            ),
-        }
-        lead_values.update(await _company_link(conn, workspace_id, checked.email))
-        inserted = await queries.insert_lead_if_absent(conn, values=lead_values)
-        if inserted is not None:
-            return inserted, True, []
-        # A concurrent submission created this lead after our look-up; update it instead.
-        existing = await queries.lock_lead_by_email(
-            conn, workspace_id=workspace_id, email=checked.email
-        )
-        assert existing is not None
-    return await _update_existing(conn, existing, checked, now)
-
-
-_TEXT_COLUMNS = ("first_name", "last_name", "title", "phone", "company")
-
-
-async def _company_link(conn: AsyncConnection, workspace_id: str, email: str) -> dict[str, Any]:
-    company = await linking.by_email(conn, workspace_id=workspace_id, email=email)
-    if company is None:
-        return {}
-    return {"company_id": company.id, "company": company.name, "company_path": company.path}
-
-
-async def _update_existing(
-    conn: AsyncConnection, existing: AnyRow, checked: values.Mapped, now: datetime
-) -> tuple[str, bool, list[str]]:
-    updates: dict[str, Any] = {}
-    for column, value in checked.lead.items():
-        # A linked lead shows its company's name; the form cannot rename it.
-        if column == "company" and existing.company_id is not None:
-            continue
-        if getattr(existing, column) != value:
-            updates[column] = value
-    custom = {k: v for k, v in checked.custom.items() if existing.custom_fields.get(k) != v}
-    changed = sorted([*updates, *(f"custom_fields.{key}" for key in custom)])
-    if existing.company_id is None:
-        updates.update(await _company_link(conn, existing.workspace_id, existing.email))
-    if "phone" in updates or "country" in custom:
-        country = {**existing.custom_fields, **custom}.get("country", "")
-        updates["phone_e164"] = to_e164(updates.get("phone", existing.phone), str(country))
-    await queries.update_lead(
-        conn, lead_id=existing.id, values={**updates, "last_activity_at": now}, custom=custom
-    )
-    return existing.id, False, changed

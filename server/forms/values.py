@@ -11,11 +11,10 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from server.errors import FieldViolation, InvalidArgument
+from server.fields import MAX_TEXT
 from server.filtering.fields import CUSTOM_PREFIX
 from server.forms.definition import MAX_VALUE, Form, FormField
 
-# Lead columns are shorter than free text (server/leads/service.py MAX_TEXT).
-MAX_LEAD_TEXT = 500
 PHONE = re.compile(r"^\+?[0-9 ()\-./]{5,40}$")
 MIN_PHONE_DIGITS = 5
 # What one submission may store (the gateway refuses bodies past 64 KiB with 413 before).
@@ -42,7 +41,7 @@ def _text(item: FormField, raw: Any, path: str, problems: list[FieldViolation]) 
     if "\x00" in value:  # PostgreSQL stores no NUL in text or jsonb
         problems.append(FieldViolation(path, "contains a NUL character"))
         return ""
-    limit = MAX_LEAD_TEXT if item.maps_to and not item.maps_to.startswith(CUSTOM_PREFIX) else 0
+    limit = MAX_TEXT if item.maps_to and not item.maps_to.startswith(CUSTOM_PREFIX) else 0
     limit = limit or MAX_VALUE
     if len(value) > limit:
         problems.append(FieldViolation(path, f"longer than {limit} characters"))

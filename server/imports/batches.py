@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any
 
+from server import ids
 from server.filtering.fields import CUSTOM_KEY, CUSTOM_PREFIX
 from server.imports import mapping, parsing
+from server.imports.enums import FileFormat
 from server.imports.mapping import SKIP, LeadRow, Problem
-from server.imports.writer import Batch, copy_text, given_mask, lead_ids
+from server.imports.writer import Batch, copy_text, given_mask
 
 NESTED_CUSTOM = ("custom_fields", "custom")
 
@@ -21,14 +23,14 @@ class Plan:
     """How a record's cells feed lead fields, fixed once per job."""
 
     def __init__(
-        self, file_format: str, explicit: list[tuple[str, str]], columns: list[str]
+        self, file_format: FileFormat, explicit: list[tuple[str, str]], columns: list[str]
     ) -> None:
         self.format = file_format
         self.explicit = dict(explicit)
         self.columns = columns
         self._by_key: dict[str, str] = {}
         self.csv_plan: list[tuple[int, str, str]] = []
-        if file_format == "CSV":
+        if file_format == FileFormat.CSV:
             self.csv_plan = self._plan_csv()
             self.csv = mapping.CsvPlan.of(self.csv_plan)
 
@@ -65,7 +67,7 @@ class Plan:
     @property
     def mapped(self) -> frozenset[str]:
         """Lead fields some column feeds (all of them may, for JSON)."""
-        if self.format != "CSV":
+        if self.format != FileFormat.CSV:
             return frozenset(mapping.LEAD_FIELDS) | {"custom"}
         targets = {t for _, _, t in self.csv_plan}
         fields = {"custom" if t.startswith(CUSTOM_PREFIX) else t for t in targets}
@@ -81,7 +83,7 @@ class Plan:
 
     def row(self, cells: Any) -> tuple[LeadRow | None, list[Problem]]:
         """The lead a record describes, or its problems."""
-        if self.format == "CSV":
+        if self.format == FileFormat.CSV:
             width = len(self.columns)
             if len(cells) > width and any(c.strip() for c in cells[width:]):
                 reason = f"the row has {len(cells)} fields; the header {width}"
@@ -178,7 +180,7 @@ def batches(
                 break
         if batch.data_rows == 0:
             return
-        fresh = lead_ids(len(leads))
+        fresh = ids.new_ids("lead", len(leads))
         batch.rows = [
             _stage_row(ordinal, fresh[ordinal], row, options) for ordinal, row in leads.values()
         ]

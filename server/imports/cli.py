@@ -16,15 +16,16 @@ from google.api import httpbody_pb2
 from tnx.crm.v1 import import_pb2, import_service_pb2, import_service_pb2_grpc
 
 from server.config import Settings
+from server.imports.enums import FileFormat, Mode
 
 READ_BYTES = 1024 * 1024
 _FORMATS = {
-    ".csv": "CSV",
-    ".tsv": "CSV",
-    ".txt": "CSV",
-    ".json": "JSON",
-    ".ndjson": "NDJSON",
-    ".jsonl": "NDJSON",
+    ".csv": FileFormat.CSV,
+    ".tsv": FileFormat.CSV,
+    ".txt": FileFormat.CSV,
+    ".json": FileFormat.JSON,
+    ".ndjson": FileFormat.NDJSON,
+    ".jsonl": FileFormat.NDJSON,
 }
 Job = import_pb2.ImportJob
 
@@ -35,7 +36,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     upload = imports.add_parser("upload", help="upload a CSV, JSON or NDJSON file of leads")
     upload.add_argument("file", type=Path)
-    upload.add_argument("--format", choices=["CSV", "JSON", "NDJSON"], help="default: by suffix")
+    # Choices as plain strings: argparse shows them with repr() when one is refused.
+    formats = [f.value for f in FileFormat]
+    upload.add_argument("--format", choices=formats, help="default: by suffix")
     upload.add_argument(
         "--map",
         action="append",
@@ -43,9 +46,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="HEADER=FIELD",
         help="map a column to a lead field, custom.<key> or skip (repeatable)",
     )
-    upload.add_argument(
-        "--mode", choices=["UPSERT", "CREATE_ONLY", "UPDATE_ONLY"], default="UPSERT"
-    )
+    upload.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.UPSERT.value)
     upload.add_argument("--segment", action="append", default=[], help="static segment id")
     upload.add_argument("--source", default="", help="source of leads whose row has none")
     upload.add_argument("--encoding", default="", help="default: detected")
@@ -57,7 +58,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _requests(args: argparse.Namespace) -> Iterator[import_service_pb2.UploadImportRequest]:
-    file_format = args.format or _FORMATS.get(args.file.suffix.lower(), "CSV")
+    file_format = args.format or _FORMATS.get(args.file.suffix.lower(), FileFormat.CSV)
     yield import_service_pb2.UploadImportRequest(
         format=Job.Format.Value(file_format),
         mapping=args.map,

@@ -17,8 +17,9 @@ from typing import Any
 
 from email_validator import EmailNotValidError
 
-from server.companies.mail_domains import is_shared_mail_domain
+from server.companies import linking
 from server.errors import FieldViolation, InvalidArgument
+from server.fields import MAX_CUSTOM_BYTES, MAX_TEXT
 from server.filtering.fields import CUSTOM_KEY, CUSTOM_PREFIX, LEAD_STATUSES
 from server.leads import emails
 from server.leads.phones import to_e164
@@ -37,8 +38,6 @@ LEAD_FIELDS = (
 FULL_NAME = "full_name"  # split into first and last name
 SKIP = "skip"
 ERROR_COLUMN = "import_error"  # added by the failed-rows download
-MAX_TEXT = 500  # as the API: server/leads/service.py
-MAX_CUSTOM_BYTES = 64 * 1024
 MAX_VALUE_SHOWN = 200
 
 _SYNONYMS = {
@@ -145,11 +144,6 @@ class LeadRow:
 def _shown(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text[:MAX_VALUE_SHOWN]
-
-
-@lru_cache(maxsize=50_000)
-def _company_domain(domain: str) -> str | None:
-    return None if is_shared_mail_domain(domain) else domain
 
 
 @lru_cache(maxsize=4096)
@@ -332,7 +326,7 @@ def _lead(
             status=status,
             custom=custom,
             phone_e164=_e164(phone, str(custom.get("country", ""))) if phone else "",
-            domain=_company_domain(email.rpartition("@")[2]),
+            domain=linking.company_domain(email.rpartition("@")[2]),
         ),
         [],
     )

@@ -9,10 +9,11 @@ from sqlalchemy import LargeBinary, and_, bindparam, delete, func, insert, selec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
-from server.imports.tables import import_chunks, import_jobs, import_row_errors
+from server.db.tables import import_chunks, import_jobs, import_row_errors
+from server.imports.enums import JobStatus
 
-UNFINISHED = ("UPLOADING", "QUEUED", "RUNNING")
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+UNFINISHED = (JobStatus.UPLOADING, JobStatus.QUEUED, JobStatus.RUNNING)
+TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 async def insert_job(conn: AsyncConnection, *, values: dict[str, Any]) -> AnyRow:
@@ -78,10 +79,10 @@ async def finish_upload(
         .where(
             import_jobs.c.id == job_id,
             import_jobs.c.upload_session == session,
-            import_jobs.c.status == "UPLOADING",
+            import_jobs.c.status == JobStatus.UPLOADING,
         )
         .values(
-            status="QUEUED",
+            status=JobStatus.QUEUED,
             size_bytes=size,
             chunk_count=chunks,
             uploaded_at=func.now(),

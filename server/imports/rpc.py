@@ -12,6 +12,7 @@ from tnx.crm.v1 import import_pb2, import_service_pb2, import_service_pb2_grpc
 from server.db.engine import Database
 from server.errors import InvalidArgument
 from server.imports import download, service, upload
+from server.imports.enums import FileFormat, JobStatus, Mode
 from server.imports.settings import ImportSettings
 from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
@@ -20,15 +21,19 @@ from server.rpc.convert import timestamp
 Context = grpc.aio.ServicerContext[Any, Any]
 Job = import_pb2.ImportJob
 
-_FORMATS = {Job.CSV: "CSV", Job.JSON: "JSON", Job.NDJSON: "NDJSON"}
-_MODES = {Job.UPSERT: "UPSERT", Job.CREATE_ONLY: "CREATE_ONLY", Job.UPDATE_ONLY: "UPDATE_ONLY"}
+_FORMATS = {Job.CSV: FileFormat.CSV, Job.JSON: FileFormat.JSON, Job.NDJSON: FileFormat.NDJSON}
+_MODES = {
+    Job.UPSERT: Mode.UPSERT,
+    Job.CREATE_ONLY: Mode.CREATE_ONLY,
+    Job.UPDATE_ONLY: Mode.UPDATE_ONLY,
+}
 _STATUSES = {
-    "UPLOADING": Job.UPLOADING,
-    "QUEUED": Job.QUEUED,
-    "RUNNING": Job.RUNNING,
-    "SUCCEEDED": Job.SUCCEEDED,
-    "FAILED": Job.FAILED,
-    "CANCELLED": Job.CANCELLED,
+    JobStatus.UPLOADING: Job.UPLOADING,
+    JobStatus.QUEUED: Job.QUEUED,
+    JobStatus.RUNNING: Job.RUNNING,
+    JobStatus.SUCCEEDED: Job.SUCCEEDED,
+    JobStatus.FAILED: Job.FAILED,
+    JobStatus.CANCELLED: Job.CANCELLED,
 }
 _FORMAT_TO_PROTO = {v: k for k, v in _FORMATS.items()}
 _MODE_TO_PROTO = {v: k for k, v in _MODES.items()}
@@ -37,9 +42,10 @@ _MODE_TO_PROTO = {v: k for k, v in _MODES.items()}
 def to_proto(job: service.Job) -> import_pb2.ImportJob:
     return import_pb2.ImportJob(
         id=job.id,
-        format=_FORMAT_TO_PROTO[job.format],
-        mode=_MODE_TO_PROTO[job.mode],
-        status=_STATUSES[job.status],
+        # service.Job holds the row's text: read as the enums so these lookups are typed.
+        format=_FORMAT_TO_PROTO[FileFormat(job.format)],
+        mode=_MODE_TO_PROTO[Mode(job.mode)],
+        status=_STATUSES[JobStatus(job.status)],
         mapping=[f"{header}={target}" for header, target in job.mapping],
         segment_ids=job.segment_ids,
         default_source=job.default_source,

@@ -35,6 +35,7 @@ from sqlalchemy.pool import NullPool
 from server.db.url import libpq_url
 from server.imports import parsing
 from server.imports.batches import Options, Plan, batches
+from server.imports.enums import FileFormat, JobStatus, Mode
 from server.imports.settings import ImportSettings
 from server.imports.writer import Batch, JobSpec, LostOwnership, Writer
 
@@ -93,7 +94,7 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass
 class _Finish:
-    status: str
+    status: JobStatus
     error: str = ""
 
 
@@ -153,14 +154,14 @@ class Run:
         if job is None:
             return  # finished, cancelled, or not in this database
         if job.cancel_requested:
-            await _set_final(conn, self.job_id, _Finish("CANCELLED"))
+            await _set_final(conn, self.job_id, _Finish(JobStatus.CANCELLED))
             return
         if job.attempts > self.limits.max_attempts:
             await _set_final(
                 conn,
                 self.job_id,
                 _Finish(
-                    "FAILED",
+                    JobStatus.FAILED,
                     f"gave up after {job.attempts - 1} starts: the worker "
                     "stopped each time (killed, or out of memory?)",
                 ),
@@ -171,7 +172,7 @@ class Run:
             await self._process(conn, job, source)
         except parsing.ImportFailure as failure:
             log.info("import %s failed: %s", self.job_id, failure)
-            await _set_final(conn, self.job_id, _Finish("FAILED", str(failure)))
+            await _set_final(conn, self.job_id, _Finish(JobStatus.FAILED, str(failure)))
         except LostOwnership:
             log.warning("import %s moved on without this worker; stopping", self.job_id)
         finally:
@@ -210,11 +211,13 @@ class Run:
                 f"the file has {layout.rows} data rows; the import limit is "
                 f"{self.limits.max_rows} (CRM_IMPORT_MAX_ROWS)"
             )
-        plan = Plan(job.format, [(h, f) for h, f in job.mapping], layout.columns)
+        # Typed from here on (migration 0004's CHECKs admit no other values).
+        file_format, mode = FileFormat(job.format), Mode(job.mode)
+        plan = Plan(file_format, [(h, f) for h, f in job.mapping], layout.columns)
         spec = JobSpec(
             job_id=self.job_id,
             workspace_id=job.workspace_id,
-            mode=job.mode,
+            mode=mode,
             segment_ids=list(job.segment_ids),
             default_source=job.default_source or "import",
             mapped=plan.mapped,
@@ -224,19 +227,19 @@ class Run:
         options = Options(
             default_source=spec.default_source,
             batch_rows=self.limits.batch_rows,
-            create_only=job.mode == "CREATE_ONLY",
+            create_only=mode == Mode.CREATE_ONLY,
         )
         checkpoint = resume_from = job.checkpoint
 
         def records() -> Iterator[Batch]:
-            rows = parsing.rows(source.open, job.format, layout)
+            rows = parsing.rows(source.open, file_format, layout)
             return batches(rows, plan, options, skip=resume_from)
 
         async with aclosing(_threaded(records)) as stream:
             async for batch in stream:
                 status = await self._write(writer, batch, checkpoint)
                 checkpoint += batch.data_rows
-                if status == "CANCELLED":
+                if status == JobStatus.CANCELLED:
                     async with conn.begin():
                         await conn.execute(
                             text("DELETE FROM import_chunks WHERE job_id = :id"),

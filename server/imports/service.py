@@ -10,7 +10,8 @@ from datetime import datetime
 from server.db.engine import AnyRow, Database
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.imports import queries
-from server.pagination import CursorCodec, page_size
+from server.imports.enums import JobStatus
+from server.pagination import CursorCodec, Keyset, page_size
 
 WATCH_POLL_SECONDS = 0.25
 # A watcher hears from the server at least this often, so proxies keep the stream open.
@@ -92,24 +93,14 @@ async def list_jobs(
     db: Database, codec: CursorCodec, *, workspace_id: str, limit: int, cursor: str
 ) -> JobPage:
     size = page_size(limit)
-    before = None
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query="imports")
-        if len(position) != 1 or not isinstance(position[0], str):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        before = position[0]
+    keyset = Keyset(codec, workspace_id, "imports")
+    before = keyset.after_id(cursor)  # newest first, so the next page is below this id
     async with db.transaction() as conn:
         rows = await queries.list_page(
             conn, workspace_id=workspace_id, before_id=before, limit=size
         )
-    more = len(rows) > size
-    jobs = [to_job(r) for r in rows[:size]]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query="imports", position=[jobs[-1].id])
-        if more
-        else ""
-    )
-    return JobPage(jobs=jobs, next_cursor=next_cursor)
+    rows, next_cursor = keyset.page(rows, size, lambda r: [r.id])
+    return JobPage(jobs=[to_job(r) for r in rows], next_cursor=next_cursor)
 
 
 async def watch_job(
@@ -138,13 +129,13 @@ async def cancel_job(db: Database, *, workspace_id: str, job_id: str) -> Job:
     async with db.transaction() as conn:
         row = await queries.request_cancel(conn, workspace_id=workspace_id, job_id=job_id)
         if row is not None:
-            if row.status == "CANCELLED":
+            if row.status == JobStatus.CANCELLED:
                 await queries.delete_chunks(conn, job_id=job_id)
             return to_job(row)
         current = await queries.get_job(conn, workspace_id=workspace_id, job_id=job_id)
     if current is None:
         raise NotFound.resource("import", job_id)
-    if current.status == "CANCELLED":
+    if current.status == JobStatus.CANCELLED:
         return to_job(current)
     raise FailedPrecondition(
         message=f"import {job_id!r} already finished ({current.status}); nothing to cancel",
@@ -158,26 +149,12 @@ async def list_errors(
 ) -> ErrorPage:
     size = page_size(limit)
     await get_job(db, workspace_id=workspace_id, job_id=job_id)
-    query_key = f"import-errors:{job_id}"
-    after = None
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if len(position) != 2 or not all(isinstance(p, int) for p in position):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after = (position[0], position[1])
+    keyset = Keyset(codec, workspace_id, f"import-errors:{job_id}")
+    position = keyset.position(cursor, int, int)
+    after = (position[0], position[1]) if position else None
     async with db.transaction() as conn:
         rows = await queries.errors_page(conn, job_id=job_id, after=after, limit=size)
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = (
-        codec.encode(
-            workspace_id=workspace_id,
-            query=query_key,
-            position=[rows[-1].row_number, rows[-1].position],
-        )
-        if more
-        else ""
-    )
+    rows, next_cursor = keyset.page(rows, size, lambda r: [r.row_number, r.position])
     found = [
         RowError(row=r.row_number, column=r.column_name, value=r.value, reason=r.reason)
         for r in rows

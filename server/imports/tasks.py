@@ -1,5 +1,6 @@
-"""Celery entry points for imports: the task that runs a job, and the sweeper every worker
-runs (at start and then periodically) so no job depends on the broker keeping its message.
+"""Celery entry points for imports: the task that runs a job, how the gRPC server enqueues
+it, and the sweeper every worker runs (at start and then periodically) so no job depends on
+the broker keeping its message. server.worker registers this module (TASK_MODULES).
 
 The sweeper enqueues again: RUNNING jobs whose lock nobody holds (their worker died), and
 QUEUED jobs enqueued longer ago than CRM_IMPORT_REQUEUE_SECONDS (a broker that lost the
@@ -11,8 +12,9 @@ are failed and their chunks dropped.
 from __future__ import annotations
 
 import logging
-import os
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -24,7 +26,11 @@ from server.db.url import libpq_url
 from server.imports import runner
 from server.imports.settings import ImportSettings
 from server.imports.settings import load as import_settings
-from server.worker import RUN_IMPORT, broker_url, enqueue, make_app
+from server.worker import broker_url, make_app
+
+# The task's name is what travels in broker messages: queued jobs of a running deployment
+# carry it, so it never changes.
+RUN_IMPORT = "tnx.imports.run"
 
 log = logging.getLogger("tnx.imports.sweeper")
 
@@ -43,7 +49,18 @@ WHERE locktype = 'advisory' AND classid = %s AND objsubid = 1 AND granted
 """
 
 
-def register(app: Celery, url: str) -> None:
+def enqueue(app: Celery, job_id: str) -> None:
+    app.send_task(RUN_IMPORT, args=[job_id], queue=import_settings().queue)
+
+
+def enqueuer(settings: Settings, db_url: str) -> Callable[[str], None]:
+    """What the gRPC server calls to hand a stored upload to the workers."""
+    app = make_app(broker_url(settings, db_url))
+    return partial(enqueue, app)
+
+
+def register(app: Celery, url: str) -> list[str]:
+    """The import task and the sweeper on a worker's app; returns the imports queue."""
     limits = import_settings()
 
     @app.task(  # type: ignore[untyped-decorator]
@@ -58,6 +75,8 @@ def register(app: Celery, url: str) -> None:
             target=sweep_forever, args=(app, url, limits), name="import-sweeper", daemon=True
         )
         thread.start()
+
+    return [limits.queue]
 
 
 def sweep_forever(app: Celery, url: str, limits: ImportSettings) -> None:
@@ -100,24 +119,3 @@ def sweep(app: Celery, url: str, limits: ImportSettings) -> list[str]:
             conn.execute("UPDATE import_jobs SET enqueued_at = now() WHERE id = %s", (job_id,))
             log.info("import %s enqueued again", job_id)
     return orphans
-
-
-def worker_main(settings: Settings, url: str) -> None:
-    """`tnx-crm worker`: one process, one job at a time (run more processes for more)."""
-    app = make_app(broker_url(settings, url))
-    register(app, url)
-    app.worker_main(
-        [
-            "worker",
-            "--pool=solo",
-            f"--loglevel={settings.log_level}",
-            "--queues",
-            import_settings().queue,
-            # Broadcast features the SQLAlchemy transport lacks, and the queue needs none.
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--hostname",
-            f"imports-{os.getpid()}@%h",
-        ]
-    )

@@ -21,11 +21,13 @@ from sqlalchemy.exc import IntegrityError
 
 from server import ids
 from server.db.engine import Database
-from server.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from server.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from server.fields import MAX_TEXT
 from server.imports import mapping, queries
+from server.imports.enums import FileFormat, JobStatus, Mode
 from server.imports.service import Job, to_job
 from server.imports.settings import ImportSettings
-from server.segments import queries as segment_queries
+from server.segments import service as segments
 
 log = logging.getLogger("tnx.imports")
 
@@ -36,18 +38,19 @@ DRAIN_LIMIT = 256 * 1024 * 1024
 MAX_SEGMENTS = 20
 MAX_REQUEST_ID = 200
 DEFAULT_SOURCE = "import"
-FORMATS = {"CSV", "JSON", "NDJSON"}
-MODES = {"UPSERT", "CREATE_ONLY", "UPDATE_ONLY"}
+# Sets of the members: a header's plain string is found in them by value.
+FORMATS = frozenset(FileFormat)
+MODES = frozenset(Mode)
 _CONTENT_TYPES = {
-    "text/csv": "CSV",
-    "application/csv": "CSV",
-    "text/tab-separated-values": "CSV",
-    "text/plain": "CSV",
-    "application/json": "JSON",
-    "application/x-ndjson": "NDJSON",
-    "application/ndjson": "NDJSON",
-    "application/jsonl": "NDJSON",
-    "application/x-jsonlines": "NDJSON",
+    "text/csv": FileFormat.CSV,
+    "application/csv": FileFormat.CSV,
+    "text/tab-separated-values": FileFormat.CSV,
+    "text/plain": FileFormat.CSV,
+    "application/json": FileFormat.JSON,
+    "application/x-ndjson": FileFormat.NDJSON,
+    "application/ndjson": FileFormat.NDJSON,
+    "application/jsonl": FileFormat.NDJSON,
+    "application/x-jsonlines": FileFormat.NDJSON,
 }
 
 Enqueue = Callable[[str], None]
@@ -68,8 +71,8 @@ class UploadHeader:
 
 @dataclass(frozen=True)
 class _Checked:
-    format: str
-    mode: str
+    format: FileFormat
+    mode: Mode
     mapping: list[tuple[str, str]]
     segment_ids: list[str]
     default_source: str
@@ -100,15 +103,15 @@ def check_header(header: UploadHeader, limits: ImportSettings) -> _Checked:
                 "application/x-ndjson body)",
             )
         )
-    mode = header.mode or "UPSERT"
+    mode = header.mode or Mode.UPSERT
     if mode not in MODES:
         violations.append(FieldViolation("mode", "UPSERT, CREATE_ONLY or UPDATE_ONLY"))
     segment_ids = list(dict.fromkeys(s.strip() for s in header.segment_ids if s.strip()))
     if len(segment_ids) > MAX_SEGMENTS:
         violations.append(FieldViolation("segment_ids", f"at most {MAX_SEGMENTS}"))
     source = header.default_source.strip()
-    if len(source) > mapping.MAX_TEXT:
-        violations.append(FieldViolation("default_source", f"longer than {mapping.MAX_TEXT}"))
+    if len(source) > MAX_TEXT:
+        violations.append(FieldViolation("default_source", f"longer than {MAX_TEXT}"))
     if len(header.request_id) > MAX_REQUEST_ID:
         violations.append(FieldViolation("request_id", f"longer than {MAX_REQUEST_ID}"))
     if header.declared_size < 0:
@@ -128,8 +131,8 @@ def check_header(header: UploadHeader, limits: ImportSettings) -> _Checked:
     if header.declared_size > limits.max_bytes:
         raise too_large(limits, "declared_size")
     return _Checked(
-        format=file_format,
-        mode=mode,
+        format=FileFormat(file_format),
+        mode=Mode(mode),
         mapping=mapping.parse_pairs(header.mapping),
         segment_ids=segment_ids,
         default_source=source,
@@ -149,24 +152,9 @@ def too_large(limits: ImportSettings, field_name: str = "file") -> InvalidArgume
 
 async def _check_segments(db: Database, workspace_id: str, segment_ids: list[str]) -> None:
     async with db.transaction() as conn:
-        for index, segment_id in enumerate(segment_ids):
-            row = await segment_queries.get_segment(
-                conn, workspace_id=workspace_id, segment_id=segment_id
-            )
-            if row is None:
-                raise NotFound(
-                    message=f"segment {segment_id!r} not found",
-                    reason="SEGMENT_NOT_FOUND",
-                    violations=[FieldViolation(f"segment_ids[{index}]", "unknown segment")],
-                    metadata={"id": segment_id},
-                )
-            if row.membership != "static":
-                raise FailedPrecondition(
-                    message=f"segment {segment_id!r} is RULE based: its members follow its rules",
-                    reason="SEGMENT_IS_RULE_BASED",
-                    violations=[FieldViolation(f"segment_ids[{index}]", "not a STATIC segment")],
-                    metadata={"segment_id": segment_id},
-                )
+        await segments.require_static_segments(
+            conn, workspace_id=workspace_id, segment_ids=segment_ids, field_name="segment_ids"
+        )
 
 
 async def _open_job(
@@ -176,7 +164,7 @@ async def _open_job(
     values = {
         "id": ids.new_id("imp"),
         "workspace_id": workspace_id,
-        "status": "UPLOADING",
+        "status": JobStatus.UPLOADING,
         "format": checked.format,
         "mode": checked.mode,
         "mapping": [list(pair) for pair in checked.mapping],
@@ -193,7 +181,7 @@ async def _open_job(
                     earlier = await queries.job_by_request_id(
                         conn, workspace_id=workspace_id, request_id=checked.request_id
                     )
-                    if earlier is not None and earlier.status != "UPLOADING":
+                    if earlier is not None and earlier.status != JobStatus.UPLOADING:
                         return to_job(earlier), earlier.id
                     if earlier is not None:
                         await queries.take_over_upload(conn, job_id=earlier.id, session=session)
@@ -278,7 +266,7 @@ async def _after_superseded(
         pass
     async with db.transaction() as conn:
         row = await queries.get_job(conn, workspace_id=workspace_id, job_id=job_id)
-    if row is not None and row.status == "CANCELLED":
+    if row is not None and row.status == JobStatus.CANCELLED:
         return to_job(row)
     raise FailedPrecondition(
         message="another upload with the same request_id took this one over",

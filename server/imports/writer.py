@@ -9,20 +9,19 @@ resumed job starts exactly after the last committed batch.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection as PgConnection
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import Text
 
+from server.companies import linking
+from server.events import catalogue
+from server.events.catalogue import EventType
+from server.leads.model import DEFAULT_STATUS
 from server.segments import membership
 
 STAGE_COLUMNS = [
@@ -42,8 +41,9 @@ STAGE_COLUMNS = [
     "domain",
     "given",
 ]
-STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS import_stage (
+STAGE_TABLE = "import_stage"
+STAGE_DDL = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     ord integer NOT NULL, id text NOT NULL, email text NOT NULL,
     first_name text, last_name text, title text, phone text, phone_e164 text, company text,
     source text, score integer, status text, custom jsonb, domain text,
@@ -51,6 +51,7 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage (
 ) ON COMMIT DELETE ROWS
 """
 TEXT_FIELDS = ("first_name", "last_name", "title")
+CAUSE = "import"  # why an import moved a lead in or out of a segment (event payloads)
 # Fields whose "not given" can't travel in EXCLUDED (a default or 0 stands in for it): rows
 # are upserted in groups by which of them they give (`given`, a bit per field).
 FLAGGED = ("source", "score", "status")
@@ -62,23 +63,6 @@ def given_mask(source: str | None, score: int | None, status: str | None) -> int
 
 def _given_fields(mask: int) -> frozenset[str]:
     return frozenset(name for bit, name in enumerate(FLAGGED) if mask >> bit & 1)
-
-
-_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def lead_ids(count: int) -> list[str]:
-    """`count` new lead ids in the format of server.ids.new_id: 48 bits of milliseconds and
-    80 random bits in Crockford base32; base32 of 10 random bytes is exactly the last 16
-    characters, done in C rather than a Python loop per id."""
-    millis = time.time_ns() // 1_000_000
-    head = "".join(_ALPHABET[(millis >> (5 * i)) & 31] for i in reversed(range(10)))
-    noise = os.urandom(10 * count)
-    return [
-        "lead_" + head + base64.b32encode(noise[i : i + 10]).decode().translate(_CROCKFORD)
-        for i in range(0, 10 * count, 10)
-    ]
 
 
 def _escaped(value: Any) -> str:
@@ -164,17 +148,27 @@ def _sets(spec: JobSpec, new: Callable[[str], str], flagged: dict[str, str]) -> 
     return sets
 
 
+# The lead events of an import, shaped as the catalogue says (server.events.catalogue).
+_CREATED_PAYLOAD = catalogue.sql_payload(
+    EventType.LEAD_CREATED, email="email", import_id="CAST(:job AS text)"
+)
+_UPDATED_PAYLOAD = catalogue.sql_payload(
+    EventType.LEAD_UPDATED, fields="CAST(:fields AS jsonb)", import_id="CAST(:job AS text)"
+)
+
+
 def _upsert_sql(spec: JobSpec, given: frozenset[str]) -> str:
     """The statement that writes the staged rows (those giving exactly the `given` flagged
     fields, in UPSERT mode) to leads and logs lead events."""
-    insert = """
+    insert = f"""
         INSERT INTO leads AS l (id, workspace_id, email, first_name, last_name, title, phone,
             phone_e164, company, company_id, company_path, source, score, status, custom_fields)
         SELECT s.id, :ws, s.email, coalesce(s.first_name, ''), coalesce(s.last_name, ''),
             coalesce(s.title, ''), coalesce(s.phone, ''), coalesce(s.phone_e164, ''),
             coalesce(s.company_name, s.company, ''), s.company_id, s.company_path,
-            coalesce(s.source, :default_source), coalesce(s.score, 0), coalesce(s.status, 'new'),
-            coalesce(s.custom, '{}'::jsonb)
+            coalesce(s.source, :default_source), coalesce(s.score, 0),
+            coalesce(s.status, '{DEFAULT_STATUS}'),
+            coalesce(s.custom, '{{}}'::jsonb)
         FROM import_stage s WHERE s.given = :given OR NOT :grouped ORDER BY s.email
         ON CONFLICT (workspace_id, lower(email))"""
     if spec.mode == "CREATE_ONLY":
@@ -215,12 +209,11 @@ def _upsert_sql(spec: JobSpec, given: frozenset[str]) -> str:
     WITH written AS ({write}),
     logged AS (
         INSERT INTO events (workspace_id, type, subject_id, payload)
-        SELECT :ws, CASE WHEN created THEN 'lead.created' ELSE 'lead.updated' END, id,
-               CASE WHEN created
-                    THEN jsonb_build_object('email', email, 'import_id', CAST(:job AS text))
-                    ELSE jsonb_build_object('fields', CAST(:fields AS jsonb),
-                                            'import_id', CAST(:job AS text))
-               END
+        SELECT :ws,
+               CASE WHEN created THEN '{EventType.LEAD_CREATED}'
+                    ELSE '{EventType.LEAD_UPDATED}' END,
+               id,
+               CASE WHEN created THEN {_CREATED_PAYLOAD} ELSE {_UPDATED_PAYLOAD} END
         FROM written
     )
     SELECT id, email, created FROM written
@@ -240,54 +233,11 @@ def _changed(sets: dict[str, str]) -> str:
     )
 
 
-LINK_BY_DOMAIN = """
-WITH c AS (
-    SELECT id, path, name, domain FROM companies
-    WHERE workspace_id = :ws AND archived_at IS NULL
-      AND domain IN (SELECT domain FROM import_stage WHERE domain IS NOT NULL)
-    FOR SHARE
-)
-UPDATE import_stage s SET company_id = c.id, company_path = c.path, company_name = c.name
-FROM c WHERE c.domain = s.domain
+STAGED_LEAD_IDS = """
+SELECT l.id FROM import_stage s
+JOIN leads l ON l.workspace_id = :ws AND lower(l.email) = s.email
+ORDER BY l.id
 """
-# By name only where exactly one live company has it (case-insensitive): never a guess.
-LINK_BY_NAME = """
-WITH named AS (
-    SELECT lower(name) AS key, min(id) AS id FROM companies
-    WHERE workspace_id = :ws AND archived_at IS NULL
-      AND lower(name) IN (SELECT lower(company) FROM import_stage
-                          WHERE company_id IS NULL AND company IS NOT NULL)
-    GROUP BY lower(name) HAVING count(*) = 1
-), c AS (
-    SELECT companies.id, path, name, key FROM companies JOIN named ON companies.id = named.id
-    FOR SHARE OF companies
-)
-UPDATE import_stage s SET company_id = c.id, company_path = c.path, company_name = c.name
-FROM c WHERE s.company_id IS NULL AND lower(s.company) = c.key
-"""
-ADD_TO_SEGMENTS = text(
-    """
-    WITH targets AS (
-        SELECT id FROM segments
-        WHERE workspace_id = :ws AND id = ANY(:segment_ids) AND membership = 'static'
-    ), added AS (
-        INSERT INTO segment_members (segment_id, lead_id)
-        SELECT t.id, l.id FROM import_stage s
-        JOIN leads l ON l.workspace_id = :ws AND lower(l.email) = s.email
-        CROSS JOIN targets t
-        ORDER BY t.id, l.id
-        ON CONFLICT DO NOTHING
-        RETURNING segment_id, lead_id
-    ), logged AS (
-        INSERT INTO events (workspace_id, type, subject_id, payload)
-        SELECT :ws, 'segment.lead_entered', lead_id,
-               jsonb_build_object('segment_id', segment_id, 'lead_id', lead_id,
-                                  'cause', 'import', 'import_id', CAST(:job AS text))
-        FROM added
-    )
-    SELECT segment_id, lead_id FROM added
-    """
-).bindparams(bindparam("segment_ids", type_=ARRAY(Text)))
 CHECKPOINT = text(
     """
     UPDATE import_jobs SET
@@ -332,7 +282,12 @@ class Writer:
                 columns = ", ".join(STAGE_COLUMNS)
                 async with cursor.copy(f"COPY import_stage ({columns}) FROM STDIN") as copy:
                     await copy.write(batch.staged)
-            await self._link_companies()
+            await linking.link_staged(
+                self.conn,
+                workspace_id=self.spec.workspace_id,
+                stage=STAGE_TABLE,
+                by_name="company" in self.spec.mapped,
+            )
             params: dict[str, Any] = {
                 "ws": ws,
                 "default_source": self.spec.default_source,
@@ -344,12 +299,12 @@ class Writer:
                 params.update(given=mask, grouped=self.grouped)
                 result = await self.conn.execute(self._statement(mask), params)
                 written.extend(result.all())
+            # Rule segments first, then static ones: the order every lead writer keeps
+            # (server.leads.writes), so no two wait on each other's segment rows.
+            changed = [r.id for r in written]
+            await membership.refresh(conn=self.conn, workspace_id=ws, lead_ids=changed, cause=CAUSE)
             if self.spec.segment_ids:
                 await self._add_to_segments()
-            changed = [r.id for r in written]
-            await membership.refresh(
-                conn=self.conn, workspace_id=ws, lead_ids=changed, cause="import"
-            )
         if batch.errors:
             async with (
                 driver.cursor() as cursor,
@@ -386,31 +341,18 @@ class Writer:
             found = self._statements[mask] = text(sql)
         return found
 
-    async def _link_companies(self) -> None:
-        ws = self.spec.workspace_id
-        has_companies = (
-            await self.conn.execute(
-                text("SELECT EXISTS (SELECT 1 FROM companies WHERE workspace_id = :ws)"), {"ws": ws}
-            )
-        ).scalar()
-        if has_companies:
-            await self.conn.execute(text(LINK_BY_DOMAIN), {"ws": ws})
-            if "company" in self.spec.mapped:
-                await self.conn.execute(text(LINK_BY_NAME), {"ws": ws})
-
     async def _add_to_segments(self) -> None:
-        rows = (
-            await self.conn.execute(
-                ADD_TO_SEGMENTS,
-                {
-                    "ws": self.spec.workspace_id,
-                    "segment_ids": self.spec.segment_ids,
-                    "job": self.spec.job_id,
-                },
-            )
-        ).all()
-        changes = [membership.Change(r.segment_id, r.lead_id, membership.ENTERED) for r in rows]
-        await membership.apply_count_deltas(self.conn, changes)
+        """Every lead the batch names (written or not) goes into the target segments."""
+        ws = self.spec.workspace_id
+        lead_ids = (await self.conn.scalars(text(STAGED_LEAD_IDS), {"ws": ws})).all()
+        await membership.add_static(
+            self.conn,
+            workspace_id=ws,
+            lead_ids=lead_ids,
+            segment_ids=self.spec.segment_ids,
+            cause=CAUSE,
+            import_id=self.spec.job_id,
+        )
 
     def _count(self, batch: Batch, written: list[Any]) -> Outcome:
         """Every data row lands in exactly one counter. A later row of an email already in

@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from server.companies.service import Company
+from server.leads.enums import LeadStatus
 
-MAX_TEXT = 500
-MAX_CUSTOM_BYTES = 64 * 1024
+# The defaults of every lead writer (API, forms, imports): one definition each.
 DEFAULT_SOURCE = "api"
-DEFAULT_STATUS = "new"
+DEFAULT_STATUS = LeadStatus.NEW
 
 # Fields a client may set, and the update_mask paths that name them.
 WRITABLE = (
@@ -28,7 +28,6 @@ WRITABLE = (
     "custom_fields",
     "last_activity_at",
 )
-CUSTOM_PATH = "custom_fields."
 
 
 @dataclass

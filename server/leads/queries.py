@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -23,14 +22,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Label
 
 from server.companies import linking
 from server.db.engine import AnyRow
 from server.db.tables import LEAD_STORED_COLUMNS, events, leads, segment_members
+from server.events.catalogue import NewEvent
+from server.fields import patched_custom_fields
 from server.segments import membership
-from server.updates import patched_custom_fields
 
 # A lead's segments come with every read of it, in the same statement.
 SEGMENT_IDS: Label[Any] = literal_column(
@@ -51,19 +52,25 @@ async def insert_lead(
     *,
     values: dict[str, Any],
     link_domain: str | None,
-    event_type: str,
-    event_payload: dict[str, Any],
-) -> AnyRow:
+    event: NewEvent,
+    if_absent: bool,
+) -> AnyRow | None:
     """Insert a lead in one statement that also links it to the live company of
     `link_domain` (when given and found), records its creation event, and returns the
-    workspace's rule segment versions (membership.versions_column) with the lead."""
-    params = {**values, "event_type": event_type, "event_payload": event_payload}
+    workspace's rule segment versions (membership.versions_column) with the lead. With
+    `if_absent`, a taken email inserts nothing and returns None (else IntegrityError)."""
+    params = {
+        **values,
+        "event_type": str(event.type),
+        "event_subject": event.subject_id,
+        "event_payload": event.payload,
+    }
     if link_domain is not None:
         params["link_domain"] = link_domain
         for name in _LINKED:
             params.setdefault(name, None)
-    statement = _insert_statement(tuple(sorted(values)), link_domain is not None)
-    row: AnyRow = (await conn.execute(statement, params)).one()
+    statement = _insert_statement(tuple(sorted(values)), link_domain is not None, if_absent)
+    row: AnyRow | None = (await conn.execute(statement, params)).first()
     return row
 
 
@@ -71,7 +78,9 @@ _LINKED = ("company_id", "company", "company_path")
 
 
 @functools.cache
-def _insert_statement(columns: tuple[str, ...], link_by_domain: bool) -> Select[Any]:
+def _insert_statement(
+    columns: tuple[str, ...], link_by_domain: bool, if_absent: bool
+) -> Select[Any]:
     """Built once per shape: building a statement with CTEs took SQLAlchemy longer than it
     takes PostgreSQL to run it."""
     workspace_id = bindparam("workspace_id", type_=Text)
@@ -83,13 +92,18 @@ def _insert_statement(columns: tuple[str, ...], link_by_domain: bool) -> Select[
         for name in _LINKED:
             given = bindparam(name, type_=leads.c[name].type)
             assignments[name] = func.coalesce(found[name], given)
-    new = insert(leads).values(**assignments).returning(*LEAD_STORED_COLUMNS).cte("new_lead")
+    inserting = pg_insert(leads).values(**assignments)
+    if if_absent:
+        inserting = inserting.on_conflict_do_nothing(
+            index_elements=[leads.c.workspace_id, func.lower(leads.c.email)]
+        )
+    new = inserting.returning(*LEAD_STORED_COLUMNS).cte("new_lead")
     logged = insert(events).from_select(
         ["workspace_id", "type", "subject_id", "payload"],
         select(
             new.c.workspace_id,
             bindparam("event_type", type_=Text),
-            new.c.id,
+            bindparam("event_subject", type_=Text),
             bindparam("event_payload", type_=events.c.payload.type),
         ),
     )
@@ -121,6 +135,17 @@ async def lock_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -
     return (await conn.execute(query)).first()
 
 
+async def lock_lead_by_email(
+    conn: AsyncConnection, *, workspace_id: str, email: str
+) -> AnyRow | None:
+    query = (
+        select(*LEAD_COLUMNS)
+        .where(leads.c.workspace_id == workspace_id, func.lower(leads.c.email) == email.lower())
+        .with_for_update()
+    )
+    return (await conn.execute(query)).first()
+
+
 async def update_lead(
     conn: AsyncConnection,
     *,
@@ -129,14 +154,15 @@ async def update_lead(
     values: dict[str, Any],
     custom_merge: dict[str, Any] | None = None,
     custom_remove: list[str] | None = None,
-    extra: Sequence[ColumnElement[Any]] = (),
+    with_versions: bool = False,
 ) -> AnyRow | None:
     """Set columns, and patch custom_fields key by key (merge, then remove) in one statement;
-    `extra` columns come back with the lead."""
+    `with_versions`: the workspace's rule segment versions come back with the lead."""
     assignments: dict[str, Any] = {**values, "updated_at": func.now()}
     document = patched_custom_fields(leads.c.custom_fields, custom_merge, custom_remove)
     if document is not None:
         assignments["custom_fields"] = document
+    extra = [membership.versions_column(workspace_id)] if with_versions else []
     statement = (
         update(leads)
         .where(_scoped(workspace_id, lead_id))

@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, null
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import ids
 from server.companies import linking
 from server.companies.service import Company
 from server.db.engine import AnyRow, Database
-from server.errors import FieldViolation, InvalidArgument, NotFound
-from server.events import service as events
+from server.errors import InvalidArgument, NotFound
+from server.fields import CUSTOM_PATH, custom_patch, resolve_mask_paths
 from server.filtering import expression
 from server.filtering.ast import Condition, Node, all_of
 from server.filtering.compiler import compile_predicate
-from server.leads import queries, search, validation
-from server.leads.model import CUSTOM_PATH, DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE
+from server.leads import queries, search, validation, writes
+from server.leads.model import WRITABLE
 from server.leads.model import Lead as Lead
 from server.leads.model import LeadFilters as LeadFilters
 from server.leads.model import LeadInput as LeadInput
 from server.leads.model import Page as Page
-from server.leads.phones import to_e164
 from server.pagination import CursorCodec, fingerprint, page_size
-from server.segments import membership
-from server.segments import queries as segment_queries
-from server.updates import resolve_mask_paths
+from server.segments import service as segments
 
 # The domain's shapes are re-exported above (`x as x`): callers use service.LeadInput, ….
 Predicate = ColumnElement[bool]
@@ -58,87 +53,21 @@ async def _linked(
     return await linking.by_ids(conn, workspace_id=workspace_id, company_ids=ids_)
 
 
-# -- validation -----------------------------------------------------------------------
-
-
-async def _company_link(
-    conn: AsyncConnection,
-    *,
-    workspace_id: str,
-    lead_id: str | None,
-    data: LeadInput,
-    paths: set[str],
-) -> dict[str, Any]:
-    """The company_id/company values a write sets (lead_id None: a create). An explicit
-    company_id links (an empty one on update unlinks); otherwise a lead with no company is
-    linked by its email's domain. A linked lead's stored `company` is its company's name,
-    so lead search and the `company` filter see the same name the lead shows."""
-    if "company_id" in paths and data.company_id:
-        company = await linking.explicit(
-            conn,
-            workspace_id=workspace_id,
-            company_id=data.company_id,
-            field_name="lead.company_id",
-        )
-        return {"company_id": company.id, "company": company.name, "company_path": company.path}
-    if "company_id" in paths and lead_id is not None:
-        return {"company_id": None, "company_path": None}
-    if lead_id is not None:
-        if not paths & {"company", "email"}:
-            return {}
-        current = await queries.lock_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
-        if current is None:
-            raise NotFound.resource("lead", lead_id)
-        if current.company_id is not None:
-            return {"company": current.company}
-    if "email" in paths:
-        found = await linking.by_email(conn, workspace_id=workspace_id, email=data.email)
-        if found is not None:
-            return {"company_id": found.id, "company": found.name, "company_path": found.path}
-    return {}
-
-
 # -- commands -------------------------------------------------------------------------
 
 
 async def create_lead(db: Database, *, workspace_id: str, data: LeadInput) -> Lead:
     clean = validation.validate(data, set(WRITABLE), prefix="lead.")
-    values = {
-        "id": ids.new_id("lead"),
-        "workspace_id": workspace_id,
-        **{name: getattr(clean, name) for name in WRITABLE if name != "company_id"},
-        "source": clean.source or DEFAULT_SOURCE,
-        "status": clean.status or DEFAULT_STATUS,
-        "phone_e164": to_e164(clean.phone, str(clean.custom_fields.get("country", ""))),
-    }
     try:
         async with db.transaction() as conn:
-            # An explicit company is checked first; otherwise the insert itself links the
-            # lead by its email's domain. One statement also records the event and reads
-            # the rule segments to keep current, so a create costs few round trips.
-            link_domain: str | None = None
-            if clean.company_id:
-                link = await _company_link(
-                    conn, workspace_id=workspace_id, lead_id=None, data=clean, paths={"company_id"}
-                )
-                values.update(link)
-            else:
-                link_domain = linking.linkable_domain(clean.email)
-            row = await queries.insert_lead(
-                conn,
-                values=values,
-                link_domain=link_domain,
-                event_type="lead.created",
-                event_payload={"email": clean.email},
-            )
-            versions = row.rule_segment_versions
-            segment_ids = await _refresh_segments(conn, workspace_id, row, "lead.created", versions)
-            linked = await _linked(conn, workspace_id, [row])
+            written = await writes.create(conn, workspace_id=workspace_id, data=clean)
+            assert written is not None  # not if_absent: a taken email raises
+            linked = await _linked(conn, workspace_id, [written.row])
     except IntegrityError as exc:
         if validation.is_unique_violation(exc):
             raise validation.duplicate_email(clean.email) from None
         raise
-    return _to_lead(row, linked, segment_ids)
+    return _to_lead(written.row, linked, written.segment_ids)
 
 
 async def get_lead(db: Database, *, workspace_id: str, lead_id: str) -> Lead:
@@ -165,85 +94,37 @@ async def update_lead(
     whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     checked = whole | ({"custom_fields"} if custom_keys else set())
     clean = validation.validate(data, checked, prefix="lead.")
-    values: dict[str, Any] = {
-        n: getattr(clean, n) for n in whole if n not in ("custom_fields", "company_id")
-    }
     if "email" in whole and not clean.email:
         raise InvalidArgument.on("lead.email", "is required")
-    merge: dict[str, Any] = {
-        k: clean.custom_fields[k] for k in custom_keys if k in clean.custom_fields
-    }
-    remove = [k for k in custom_keys if k not in clean.custom_fields]
-    if "custom_fields" in whole:
-        if merge_custom:
-            merge.update(clean.custom_fields)
-        else:
-            values["custom_fields"] = clean.custom_fields
-    if "status" in values and not values["status"]:
-        values["status"] = DEFAULT_STATUS
-    if "phone" in values:
-        values["phone_e164"] = to_e164(clean.phone, str(clean.custom_fields.get("country", "")))
+    custom = custom_patch(clean.custom_fields, whole, custom_keys, merge_custom=merge_custom)
+    changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
     try:
         async with db.transaction() as conn:
-            values.update(
-                await _company_link(
-                    conn, workspace_id=workspace_id, lead_id=lead_id, data=clean, paths=whole
-                )
-            )
-            row = await queries.update_lead(
+            written = await writes.patch(
                 conn,
                 workspace_id=workspace_id,
                 lead_id=lead_id,
-                values=values,
-                custom_merge=merge,
-                custom_remove=remove,
-                extra=[membership.versions_column(workspace_id)],
+                data=clean,
+                whole=whole,
+                custom=custom,
+                changed=changed,
             )
-            if row is None:
-                raise NotFound.resource("lead", lead_id)
-            versions = row.rule_segment_versions
-            segment_ids = await _refresh_segments(conn, workspace_id, row, "lead.updated", versions)
-            linked = await _linked(conn, workspace_id, [row])
-            changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
-            await events.record(
-                conn,
-                workspace_id=workspace_id,
-                event_type="lead.updated",
-                subject_id=lead_id,
-                payload={"fields": changed},
-            )
+            linked = await _linked(conn, workspace_id, [written.row])
     except IntegrityError as exc:
         if validation.is_unique_violation(exc):
             raise validation.duplicate_email(clean.email) from None
         raise
-    return _to_lead(row, linked, segment_ids)
+    return _to_lead(written.row, linked, written.segment_ids)
 
 
 async def set_archived(db: Database, *, workspace_id: str, lead_id: str, archived: bool) -> Lead:
     """Archive or unarchive; doing it twice is a no-op that returns the lead as it is."""
     async with db.transaction() as conn:
-        row = await queries.lock_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
-        if row is None:
-            raise NotFound.resource("lead", lead_id)
-        if (row.archived_at is not None) == archived:
-            return _to_lead(row, await _linked(conn, workspace_id, [row]))
-        updated = await queries.update_lead(
-            conn,
-            workspace_id=workspace_id,
-            lead_id=lead_id,
-            values={"archived_at": func.now() if archived else null()},
+        written = await writes.set_archived(
+            conn, workspace_id=workspace_id, lead_id=lead_id, archived=archived
         )
-        assert updated is not None
-        cause = "lead.archived" if archived else "lead.unarchived"
-        segment_ids = await _refresh_segments(conn, workspace_id, updated, cause=cause)
-        await events.record(
-            conn,
-            workspace_id=workspace_id,
-            event_type="lead.archived" if archived else "lead.unarchived",
-            subject_id=lead_id,
-        )
-        linked = await _linked(conn, workspace_id, [updated])
-    return _to_lead(updated, linked, segment_ids)
+        linked = await _linked(conn, workspace_id, [written.row])
+    return _to_lead(written.row, linked, written.segment_ids)
 
 
 # -- queries --------------------------------------------------------------------------
@@ -271,42 +152,14 @@ def _filter_tree(filters: LeadFilters) -> Node | None:
     return all_of(nodes)
 
 
-async def _refresh_segments(
-    conn: AsyncConnection,
-    workspace_id: str,
-    row: AnyRow,
-    cause: str,
-    versions: list[str] | None = None,
-) -> list[str]:
-    """Keep rule segments current for this lead, in the writing transaction; returns its
-    segment ids after that: the ones `row` was written with, plus entries, minus exits (no
-    second read of the lead). `versions`: see membership.refresh."""
-    changes = await membership.refresh(
-        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, versions=versions
-    )
-    segment_ids = set(row.segment_ids or [])
-    for change in changes:
-        if change.type == membership.ENTERED:
-            segment_ids.add(change.segment_id)
-        else:
-            segment_ids.discard(change.segment_id)
-    return sorted(segment_ids)
-
-
 async def _in_segment(
     conn: AsyncConnection, workspace_id: str, filters: LeadFilters, predicate: Predicate
 ) -> Predicate:
     if not filters.segment_id:
         return predicate
-    found = await segment_queries.get_segment(
-        conn, workspace_id=workspace_id, segment_id=filters.segment_id
+    await segments.require_segment(
+        conn, workspace_id=workspace_id, segment_id=filters.segment_id, field_name="segment_id"
     )
-    if found is None:
-        raise NotFound(
-            message=f"segment {filters.segment_id!r} not found",
-            reason="SEGMENT_NOT_FOUND",
-            violations=[FieldViolation("segment_id", "unknown segment")],
-        )
     return and_(predicate, queries.in_segment(filters.segment_id))
 
 

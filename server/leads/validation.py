@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 
 from server.errors import AlreadyExists, FieldViolation, InvalidArgument
-from server.filtering.fields import CUSTOM_KEY, LEAD_STATUSES
-from server.leads.model import CUSTOM_PATH, MAX_CUSTOM_BYTES, MAX_TEXT, LeadInput
+from server.fields import CUSTOM_PATH, MAX_TEXT, NUL_MESSAGE, custom_field_violations
+from server.filtering.fields import LEAD_STATUSES
+from server.leads.model import LeadInput
 
 
 def normalise_email(raw: str, violations: list[FieldViolation], *, field_name: str) -> str:
@@ -25,20 +24,6 @@ def normalise_email(raw: str, violations: list[FieldViolation], *, field_name: s
         violations.append(FieldViolation(field_name, f"is not a valid email address: {exc}"))
         return email
     return result.normalized.lower()
-
-
-# PostgreSQL text and jsonb cannot hold U+0000.
-NUL_MESSAGE = "cannot contain the NUL character"
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 def validate(data: LeadInput, paths: set[str], prefix: str) -> LeadInput:
@@ -63,8 +48,6 @@ def validate(data: LeadInput, paths: set[str], prefix: str) -> LeadInput:
         violations.append(FieldViolation(f"{prefix}status", f"unknown status {data.status!r}"))
     if "custom_fields" in paths or any(p.startswith(CUSTOM_PATH) for p in paths):
         violations.extend(custom_field_violations(data.custom_fields, prefix))
-        if _has_nul(data.custom_fields):
-            violations.append(FieldViolation(f"{prefix}custom_fields", NUL_MESSAGE))
     if violations:
         raise InvalidArgument(
             message="; ".join(f"{v.field}: {v.description}" for v in violations),
@@ -72,19 +55,6 @@ def validate(data: LeadInput, paths: set[str], prefix: str) -> LeadInput:
             violations=violations,
         )
     return out
-
-
-def custom_field_violations(custom: dict[str, Any], prefix: str) -> list[FieldViolation]:
-    problems = [
-        FieldViolation(f"{prefix}custom_fields.{key}", "keys are letters, digits, _ or -, up to 64")
-        for key in custom
-        if not CUSTOM_KEY.match(key)
-    ]
-    if len(json.dumps(custom)) > MAX_CUSTOM_BYTES:
-        problems.append(
-            FieldViolation(f"{prefix}custom_fields", f"larger than {MAX_CUSTOM_BYTES} bytes")
-        )
-    return problems
 
 
 def duplicate_email(email: str) -> AlreadyExists:

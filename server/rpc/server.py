@@ -43,12 +43,12 @@ from server.forms.rpc import FormServicer
 from server.forms.submit import PublicForms
 from server.imports import settings as import_settings
 from server.imports.rpc import ImportServicer
+from server.imports.tasks import enqueuer
 from server.leads.rpc import LeadServicer
 from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
 from server.segments.rpc import SegmentServicer
 from server.segments.service import SegmentBuilder
-from server.worker import enqueuer
 
 log = logging.getLogger("tnx.server")
 

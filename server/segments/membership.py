@@ -29,12 +29,16 @@ from sqlalchemy.types import Text
 
 from server.db.tables import companies, leads
 from server.db.tables import segments as segments_table
+from server.events import catalogue
+from server.events import service as events
+from server.events.catalogue import EventType
 from server.filtering.compiler import compile_predicate
 from server.segments import rules
+from server.segments.enums import Membership
 
 COMPANY_REFRESH_BATCH = 10_000
-ENTERED = "segment.lead_entered"
-EXITED = "segment.lead_exited"
+ENTERED = EventType.SEGMENT_LEAD_ENTERED
+EXITED = EventType.SEGMENT_LEAD_EXITED
 
 # Named paramstyle: literal SQL with single % signs; text() escapes them for the driver.
 _DIALECT = postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
@@ -58,7 +62,7 @@ def _segment_id(version: str) -> str:
 
 def _rule_segments_of(workspace_id: str | ColumnElement[str]) -> ColumnElement[bool]:
     table = segments_table
-    return and_(table.c.workspace_id == workspace_id, table.c.membership == "rule")
+    return and_(table.c.workspace_id == workspace_id, table.c.membership == Membership.RULE)
 
 
 def versions_column(workspace_id: str | ColumnElement[str]) -> Label[list[str]]:
@@ -77,7 +81,7 @@ def versions_column(workspace_id: str | ColumnElement[str]) -> Label[list[str]]:
 class Change:
     segment_id: str
     lead_id: str
-    type: str  # ENTERED | EXITED
+    type: EventType  # ENTERED | EXITED
 
 
 def predicate_sql(segment: RuleSegment) -> str:
@@ -100,6 +104,11 @@ def predicate_sql(segment: RuleSegment) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+_CHANGE_PAYLOAD = catalogue.sql_payload(
+    ENTERED, segment_id="segment_id", lead_id="lead_id", cause="CAST(:cause AS text)"
+)
 
 
 def _refresh_sql(segments: Sequence[RuleSegment]) -> str:
@@ -143,9 +152,7 @@ def _refresh_sql(segments: Sequence[RuleSegment]) -> str:
     ),
     logged AS (
         INSERT INTO events (workspace_id, type, subject_id, payload)
-        SELECT :workspace_id, type, lead_id,
-               jsonb_build_object('segment_id', segment_id, 'lead_id', lead_id,
-                                  'cause', CAST(:cause AS text))
+        SELECT :workspace_id, type, lead_id, {_CHANGE_PAYLOAD}
         FROM changes
     )
     SELECT segment_id, lead_id, type FROM changes
@@ -211,7 +218,97 @@ async def refresh(
             },
         )
     ).all()
-    changes = [Change(segment_id=r.segment_id, lead_id=r.lead_id, type=r.type) for r in rows]
+    changes = [Change(r.segment_id, r.lead_id, EventType(r.type)) for r in rows]
+    await apply_count_deltas(conn, changes)
+    return changes
+
+
+async def add_static(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    lead_ids: Sequence[str],
+    segment_ids: Sequence[str],
+    cause: str,
+    import_id: str | None = None,
+) -> list[Change]:
+    """Add leads to those of these segments that are STATIC segments of the workspace (a
+    target deleted or never static is skipped; targets are key-share locked as they are
+    read, so none can vanish before this commits), with an entry event for each lead not
+    in one before, and the member counts. Every writer that puts leads into static
+    segments — the members API, forms, imports — comes through here."""
+    if not lead_ids or not segment_ids:
+        return []
+    params = {
+        "ws": workspace_id,
+        "lead_ids": list(lead_ids),
+        "segment_ids": list(segment_ids),
+        "cause": cause,
+        "import_id": import_id,
+    }
+    rows = (await conn.execute(_ADD_STATIC, params)).all()
+    changes = [Change(r.segment_id, r.lead_id, ENTERED) for r in rows]
+    await apply_count_deltas(conn, changes)
+    return changes
+
+
+_STATIC_IMPORT_ENTRY = catalogue.sql_payload(
+    ENTERED,
+    segment_id="segment_id",
+    lead_id="lead_id",
+    cause="CAST(:cause AS text)",
+    import_id="CAST(:import_id AS text)",
+)
+_ADD_STATIC = text(
+    f"""
+    WITH targets AS (
+        SELECT id FROM segments
+        WHERE workspace_id = :ws AND id = ANY(:segment_ids) AND membership = '{Membership.STATIC}'
+        ORDER BY id
+        FOR KEY SHARE
+    ), added AS (
+        INSERT INTO segment_members (segment_id, lead_id)
+        SELECT t.id, l.id FROM targets t CROSS JOIN unnest(CAST(:lead_ids AS text[])) AS l(id)
+        ORDER BY t.id, l.id
+        ON CONFLICT DO NOTHING
+        RETURNING segment_id, lead_id
+    ), logged AS (
+        INSERT INTO events (workspace_id, type, subject_id, payload)
+        SELECT :ws, '{ENTERED}', lead_id,
+               CASE WHEN CAST(:import_id AS text) IS NULL THEN {_CHANGE_PAYLOAD}
+                    ELSE {_STATIC_IMPORT_ENTRY} END
+        FROM added
+    )
+    SELECT segment_id, lead_id FROM added ORDER BY segment_id, lead_id
+    """
+).bindparams(bindparam("lead_ids", type_=ARRAY(Text)), bindparam("segment_ids", type_=ARRAY(Text)))
+
+
+async def remove_static(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    segment_id: str,
+    lead_ids: Sequence[str],
+    cause: str,
+) -> list[Change]:
+    """Remove leads from a static segment, with an exit event each and the member count."""
+    if not lead_ids:
+        return []
+    statement = text(
+        "DELETE FROM segment_members WHERE segment_id = :segment_id AND lead_id = ANY(:lead_ids) "
+        "RETURNING lead_id"
+    ).bindparams(bindparam("lead_ids", type_=ARRAY(Text)))
+    params = {"segment_id": segment_id, "lead_ids": list(lead_ids)}
+    removed = (await conn.scalars(statement, params)).all()
+    changes = [Change(segment_id, lead_id, EXITED) for lead_id in removed]
+    exits = [
+        catalogue.new(
+            EXITED, lead_id, {"segment_id": segment_id, "lead_id": lead_id, "cause": cause}
+        )
+        for lead_id in removed
+    ]
+    await events.record(conn, workspace_id=workspace_id, events=exits)
     await apply_count_deltas(conn, changes)
     return changes
 

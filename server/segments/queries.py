@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
 from server.db.tables import leads, segment_members, segments
+from server.segments.enums import Membership, State
 
 
 async def insert_segment(conn: AsyncConnection, *, values: dict[str, Any]) -> AnyRow:
@@ -63,32 +63,18 @@ async def existing_lead_ids(
     return set((await conn.scalars(query)).all())
 
 
-async def add_members(
-    conn: AsyncConnection, *, segment_id: str, lead_ids: Sequence[str]
-) -> list[str]:
-    """Insert memberships; returns the lead ids that were not members before."""
-    if not lead_ids:
-        return []
-    statement = (
-        pg_insert(segment_members)
-        .values([{"segment_id": segment_id, "lead_id": lead_id} for lead_id in lead_ids])
-        .on_conflict_do_nothing()
-        .returning(segment_members.c.lead_id)
+async def static_segment_ids(
+    conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str]
+) -> set[str]:
+    """Which of these ids are STATIC segments of the workspace."""
+    if not segment_ids:
+        return set()
+    query = select(segments.c.id).where(
+        segments.c.workspace_id == workspace_id,
+        segments.c.id.in_(list(segment_ids)),
+        segments.c.membership == Membership.STATIC,
     )
-    return list((await conn.scalars(statement)).all())
-
-
-async def remove_members(
-    conn: AsyncConnection, *, segment_id: str, lead_ids: Sequence[str]
-) -> list[str]:
-    if not lead_ids:
-        return []
-    statement = (
-        delete(segment_members)
-        .where(segment_members.c.segment_id == segment_id, segment_members.c.lead_id.in_(lead_ids))
-        .returning(segment_members.c.lead_id)
-    )
-    return list((await conn.scalars(statement)).all())
+    return set((await conn.scalars(query)).all())
 
 
 async def member_lead_ids_page(
@@ -116,7 +102,7 @@ async def lead_ids_batch(
 
 
 async def building_segments(conn: AsyncConnection) -> list[AnyRow]:
-    query = select(segments.c.id, segments.c.workspace_id).where(segments.c.state == "building")
+    query = select(segments.c.id, segments.c.workspace_id).where(segments.c.state == State.BUILDING)
     return list((await conn.execute(query)).all())
 
 
@@ -128,7 +114,7 @@ async def count_workspace_leads(conn: AsyncConnection, *, workspace_id: str, cap
 
 async def mark_ready(conn: AsyncConnection, *, segment_id: str, version: object | None) -> None:
     """READY, unless the rule changed since this build began (then a newer build runs)."""
-    sql = "UPDATE segments SET state = 'ready' WHERE id = :id"
+    sql = f"UPDATE segments SET state = '{State.READY}' WHERE id = :id"
     params: dict[str, Any] = {"id": segment_id}
     if version is not None:
         sql += " AND updated_at = :version"

@@ -19,13 +19,20 @@ from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
 from server.rpc.convert import plain_json, timestamp
 from server.segments import export, service
+from server.segments.enums import Membership, State
 
 Context = grpc.aio.ServicerContext[Any, Any]
 RuleGroup = segment_pb2.RuleGroup
 
-_MEMBERSHIP_TO_PROTO = {"static": segment_pb2.Segment.STATIC, "rule": segment_pb2.Segment.RULE}
+_MEMBERSHIP_TO_PROTO = {
+    Membership.STATIC: segment_pb2.Segment.STATIC,
+    Membership.RULE: segment_pb2.Segment.RULE,
+}
 _MEMBERSHIP_FROM_PROTO = {v: k for k, v in _MEMBERSHIP_TO_PROTO.items()}
-_STATE_TO_PROTO = {"building": segment_pb2.Segment.BUILDING, "ready": segment_pb2.Segment.READY}
+_STATE_TO_PROTO = {
+    State.BUILDING: segment_pb2.Segment.BUILDING,
+    State.READY: segment_pb2.Segment.READY,
+}
 _FORMATS = {
     segment_service_pb2.ExportSegmentRequest.CSV: "csv",
     segment_service_pb2.ExportSegmentRequest.GOOGLE_ADS: "google_ads",
@@ -92,7 +99,7 @@ def from_proto(message: segment_pb2.Segment) -> service.SegmentInput:
     return service.SegmentInput(
         name=message.name,
         description=message.description,
-        membership=_MEMBERSHIP_FROM_PROTO.get(message.membership, ""),
+        membership=_MEMBERSHIP_FROM_PROTO.get(message.membership),
         rules=rules_from_proto(message.rules) if message.HasField("rules") else None,
     )
 

@@ -12,15 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import ids
 from server.db.engine import AnyRow, Database
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from server.events import catalogue
 from server.events import service as events
+from server.events.catalogue import EventType
 from server.filtering.ast import Node
-from server.pagination import CursorCodec, fingerprint, page_size
+from server.pagination import CursorCodec, Keyset, fingerprint, page_size
 from server.segments import membership, queries, rules
+from server.segments.enums import Membership, State
 
 log = logging.getLogger(__name__)
 
-MEMBERSHIPS = ("static", "rule")
+MEMBERSHIPS = tuple(Membership)
 MAX_NAME = 200
 MAX_MEMBER_IDS = 1000
 # A rule segment of a workspace with fewer leads is built inside the create/update call,
@@ -28,6 +31,7 @@ MAX_MEMBER_IDS = 1000
 SYNC_BUILD_LIMIT = 20_000
 BUILD_BATCH = 5_000
 UPDATABLE = ("name", "description", "rules")
+MANUAL = "manual"  # the cause of a membership change made through the members API
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,10 @@ class Segment:
     id: str
     name: str
     description: str
-    membership: str
+    membership: Membership
     rules: Node | None
     member_count: int
-    state: str
+    state: State
     created_at: datetime
     updated_at: datetime
 
@@ -47,7 +51,7 @@ class Segment:
 class SegmentInput:
     name: str = ""
     description: str = ""
-    membership: str = ""
+    membership: Membership | None = None  # None: not given (refused on create)
     rules: Node | None = None
 
 
@@ -70,10 +74,10 @@ def _to_segment(row: AnyRow) -> Segment:
         id=row.id,
         name=row.name,
         description=row.description,
-        membership=row.membership,
+        membership=Membership(row.membership),
         rules=rules.from_json(row.rules) if row.rules is not None else None,
         member_count=row.member_count,
-        state=row.state,
+        state=State(row.state),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -131,7 +135,7 @@ async def build_segment(db: Database, *, workspace_id: str, segment_id: str) -> 
     after: str | None = None
     async with db.transaction() as conn:
         row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
-    if row is None or row.state != "building":
+    if row is None or row.state != State.BUILDING:
         return
     version = row.updated_at
     while True:
@@ -189,7 +193,7 @@ async def create_segment(
         raise InvalidArgument.on(
             "segment.membership", "must be STATIC or RULE", reason="SEGMENT_INVALID"
         )
-    if data.membership == "rule":
+    if data.membership == Membership.RULE:
         if data.rules is None:
             raise InvalidArgument.on(
                 "segment.rules", "a RULE segment needs rules", reason="SEGMENT_INVALID"
@@ -207,14 +211,13 @@ async def create_segment(
         "description": data.description.strip(),
         "membership": data.membership,
         "rules": rules.to_json(data.rules) if data.rules is not None else None,
-        "state": "building" if data.membership == "rule" else "ready",
+        "state": State.BUILDING if data.membership == Membership.RULE else State.READY,
     }
     async with db.transaction() as conn:
         await queries.insert_segment(conn, values=values)
-        await events.record(
-            conn, workspace_id=workspace_id, event_type="segment.created", subject_id=segment_id
-        )
-        built = data.membership != "rule" or await _build_now(
+        created = catalogue.new(EventType.SEGMENT_CREATED, segment_id)
+        await events.record(conn, workspace_id=workspace_id, events=[created])
+        built = data.membership != Membership.RULE or await _build_now(
             conn, workspace_id=workspace_id, segment_id=segment_id, limit=builder.sync_limit
         )
         row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
@@ -226,9 +229,7 @@ async def create_segment(
 
 async def get_segment(db: Database, *, workspace_id: str, segment_id: str) -> Segment:
     async with db.transaction() as conn:
-        row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
-    if row is None:
-        raise NotFound.resource("segment", segment_id)
+        row = await require_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
     return _to_segment(row)
 
 
@@ -261,7 +262,7 @@ async def update_segment(
             raise NotFound.resource("segment", segment_id)
         rebuild = "rules" in paths
         if rebuild:
-            if row.membership != "rule":
+            if row.membership != Membership.RULE:
                 raise InvalidArgument.on(
                     "segment.rules", "a STATIC segment has no rules", reason="SEGMENT_INVALID"
                 )
@@ -270,19 +271,16 @@ async def update_segment(
                     "segment.rules", "a RULE segment needs rules", reason="SEGMENT_INVALID"
                 )
             rules.validate(data.rules)
-            values.update(rules=rules.to_json(data.rules), state="building")
+            values.update(rules=rules.to_json(data.rules), state=State.BUILDING)
         if not values:
             return _to_segment(row)
         await queries.update_segment(
             conn, workspace_id=workspace_id, segment_id=segment_id, values=values
         )
-        await events.record(
-            conn,
-            workspace_id=workspace_id,
-            event_type="segment.updated",
-            subject_id=segment_id,
-            payload={"fields": sorted(paths)},
+        updated_event = catalogue.new(
+            EventType.SEGMENT_UPDATED, segment_id, {"fields": sorted(paths)}
         )
+        await events.record(conn, workspace_id=workspace_id, events=[updated_event])
         built = not rebuild or await _build_now(
             conn, workspace_id=workspace_id, segment_id=segment_id, limit=builder.sync_limit
         )
@@ -297,31 +295,21 @@ async def delete_segment(db: Database, *, workspace_id: str, segment_id: str) ->
     async with db.transaction() as conn:
         if not await queries.delete_segment(conn, workspace_id=workspace_id, segment_id=segment_id):
             raise NotFound.resource("segment", segment_id)
-        await events.record(
-            conn, workspace_id=workspace_id, event_type="segment.deleted", subject_id=segment_id
-        )
+        deleted = catalogue.new(EventType.SEGMENT_DELETED, segment_id)
+        await events.record(conn, workspace_id=workspace_id, events=[deleted])
 
 
 async def list_segments(
     db: Database, codec: CursorCodec, *, workspace_id: str, limit: int, cursor: str
 ) -> SegmentPage:
     size = page_size(limit)
-    query_key = fingerprint("segments")
-    after = None
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        after = str(position[0]) if position else None
+    keyset = Keyset(codec, workspace_id, fingerprint("segments"))
+    after = keyset.after_id(cursor)
     async with db.transaction() as conn:
         rows = await queries.list_segments(
             conn, workspace_id=workspace_id, after_id=after, limit=size
         )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
-        if more
-        else ""
-    )
+    rows, next_cursor = keyset.page(rows, size, lambda r: [r.id])
     return SegmentPage(segments=[_to_segment(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -345,10 +333,8 @@ async def change_members(
     are reported back, never silently dropped."""
     wanted = _member_ids(lead_ids)
     async with db.transaction() as conn:
-        row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
-        if row is None:
-            raise NotFound.resource("segment", segment_id)
-        if row.membership != "static":
+        row = await require_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+        if row.membership != Membership.STATIC:
             raise FailedPrecondition(
                 message="a RULE segment's members follow its rules; change the rules or the leads",
                 reason="SEGMENT_IS_RULE_BASED",
@@ -357,32 +343,63 @@ async def change_members(
         existing = await queries.existing_lead_ids(conn, workspace_id=workspace_id, lead_ids=wanted)
         known = [i for i in wanted if i in existing]
         if add:
-            changed = await queries.add_members(conn, segment_id=segment_id, lead_ids=known)
+            changes = await membership.add_static(
+                conn,
+                workspace_id=workspace_id,
+                lead_ids=known,
+                segment_ids=[segment_id],
+                cause=MANUAL,
+            )
         else:
-            changed = await queries.remove_members(conn, segment_id=segment_id, lead_ids=known)
-        kind = membership.ENTERED if add else membership.EXITED
-        changes = [membership.Change(segment_id, lead_id, kind) for lead_id in changed]
-        await events.record_many(
-            conn,
-            workspace_id=workspace_id,
-            items=[
-                (kind, lead_id, {"segment_id": segment_id, "lead_id": lead_id, "cause": "manual"})
-                for lead_id in changed
-            ],
-        )
-        await membership.apply_count_deltas(conn, changes)
-        count = (
-            await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
-        ).member_count  # type: ignore[union-attr]
+            changes = await membership.remove_static(
+                conn, workspace_id=workspace_id, segment_id=segment_id, lead_ids=known, cause=MANUAL
+            )
+        changed = [change.lead_id for change in changes]
+        after = await require_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
     changed_set = set(changed)
     return MemberChange(
         changed=[i for i in known if i in changed_set],
         unchanged=[i for i in known if i not in changed_set],
         not_found=[i for i in wanted if i not in existing],
-        member_count=count,
+        member_count=after.member_count,
     )
 
 
-async def require_segment(conn: AsyncConnection, *, workspace_id: str, segment_id: str) -> None:
-    if await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id) is None:
-        raise NotFound.resource("segment", segment_id)
+async def require_segment(
+    conn: AsyncConnection, *, workspace_id: str, segment_id: str, field_name: str = ""
+) -> AnyRow:
+    """The segment, or NotFound (naming `field_name` when a request field named it)."""
+    row = await queries.get_segment(conn, workspace_id=workspace_id, segment_id=segment_id)
+    if row is None:
+        error = NotFound.resource("segment", segment_id)
+        if field_name:
+            error.violations.append(FieldViolation(field_name, "unknown segment"))
+        raise error
+    return row
+
+
+async def static_segment_ids(
+    conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str]
+) -> set[str]:
+    """Which of these ids are STATIC segments of the workspace."""
+    return await queries.static_segment_ids(
+        conn, workspace_id=workspace_id, segment_ids=segment_ids
+    )
+
+
+async def require_static_segments(
+    conn: AsyncConnection, *, workspace_id: str, segment_ids: Sequence[str], field_name: str
+) -> None:
+    """Targets a form or an import adds leads to: each must be a STATIC segment here."""
+    for index, segment_id in enumerate(segment_ids):
+        name = f"{field_name}[{index}]"
+        row = await require_segment(
+            conn, workspace_id=workspace_id, segment_id=segment_id, field_name=name
+        )
+        if row.membership != Membership.STATIC:
+            raise FailedPrecondition(
+                message=f"segment {segment_id!r} is RULE based: its members follow its rules",
+                reason="SEGMENT_IS_RULE_BASED",
+                violations=[FieldViolation(name, "not a STATIC segment")],
+                metadata={"segment_id": segment_id},
+            )

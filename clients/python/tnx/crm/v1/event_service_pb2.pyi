@@ -22,6 +22,27 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Event(_message.Message):
+    """One change, written in the same transaction as the change itself.
+
+    The catalogue (server/events/catalogue.py is its source; `subject_id` in brackets, payload
+    keys after it, `?` marks a key that is present only sometimes):
+
+    - `lead.created` [lead]: `email`, `form_id?`, `import_id?` (the form or import that created it).
+    - `lead.updated` [lead]: `fields` (the paths written, e.g. `title`, `custom_fields.industry`),
+      `form_id?`, `import_id?`.
+    - `lead.archived`, `lead.unarchived` [lead]: no keys.
+    - `segment.lead_entered`, `segment.lead_exited` [lead]: `segment_id`, `lead_id`, `cause`
+      (what moved the lead: an event type such as `lead.updated`, or `manual`, `import`,
+      `segment.built`), `import_id?`.
+    - `segment.created`, `segment.deleted` [segment]: no keys; `segment.updated` [segment]: `fields`.
+    - `company.created` [company]: `name`, `domain` (null when none), `linked_leads` (leads
+      linked by their email domain); `company.updated` [company]: `fields`, `linked_leads`;
+      `company.archived`, `company.unarchived` [company]: `with?` (the company whose forced
+      archive took this subsidiary along).
+    - `form.created` [form]: `slug`; `form.updated` [form]: `fields`; `form.deleted` [form]: no
+      keys; `form.submitted` [form]: `form_id`, `slug`, `submission_id`, `lead_id`, `lead_created`.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CURSOR_FIELD_NUMBER: _builtins.int
@@ -29,16 +50,23 @@ class Event(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque and resumable: pass it as `after` to continue just past this event."""
     type: _builtins.str
-    """e.g. lead.created, segment.lead_entered."""
+    """A catalogued type, e.g. lead.created, segment.lead_entered (see the list above)."""
     subject_id: _builtins.str
-    """The lead, segment, … the event is about."""
+    """The lead, segment, company or form the event is about."""
+    id: _builtins.str
+    """Stable id (`evt_…`), the same on every read and redelivery: de-duplicate by it."""
     @_builtins.property
-    def payload(self) -> _struct_pb2.Struct: ...
+    def payload(self) -> _struct_pb2.Struct:
+        """The type's documented keys (see the list above)."""
+
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was written."""
+
     def __init__(
         self,
         *,
@@ -47,10 +75,11 @@ class Event(_message.Message):
         subject_id: _builtins.str = ...,
         payload: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "cursor", b"cursor", "payload", b"payload", "subject_id", b"subject_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "cursor", b"cursor", "id", b"id", "payload", b"payload", "subject_id", b"subject_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -63,9 +92,13 @@ class ListEventsRequest(_message.Message):
     AFTER_FIELD_NUMBER: _builtins.int
     TYPES_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
     after: _builtins.str
     """A cursor from an event or a previous response; empty: from the beginning."""
     limit: _builtins.int
+    """Page size: default 50, at most 1000."""
+    subject_id: _builtins.str
+    """Only events about this lead, segment, company or form (e.g. a lead's own history)."""
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these types (e.g. segment.lead_entered); empty: all."""
@@ -76,10 +109,11 @@ class ListEventsRequest(_message.Message):
         after: _builtins.str = ...,
         types: _abc.Iterable[_builtins.str] | None = ...,
         limit: _builtins.int = ...,
+        subject_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "limit", b"limit", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "limit", b"limit", "subject_id", b"subject_id", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -115,18 +149,25 @@ class WatchEventsRequest(_message.Message):
 
     AFTER_FIELD_NUMBER: _builtins.int
     TYPES_FIELD_NUMBER: _builtins.int
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
     after: _builtins.str
+    """A cursor from an event or a list response; empty: from the beginning."""
+    subject_id: _builtins.str
+    """Only events about this subject."""
     @_builtins.property
-    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these types; empty: all."""
+
     def __init__(
         self,
         *,
         after: _builtins.str = ...,
         types: _abc.Iterable[_builtins.str] | None = ...,
+        subject_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "subject_id", b"subject_id", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,310 @@
+"""The one way to write a lead, on a connection (and transaction) the caller already holds.
+
+Every writer of leads — the Leads API, public form submissions, and (set-based) imports —
+goes through here or takes its rules from here: the defaults (server.leads.model), the
+limits (server.fields), company linking by email domain (server.companies.linking), the
+rule-membership refresh (server.segments.membership), and the lead events (catalogued in
+server.events.catalogue). Each function returns what it wrote (`Written`), so the caller
+can reply, chain more writes in the same transaction, or raise to undo it all.
+
+Input is validated by the caller's domain (leads.validation for the API, forms.values for a
+submission, imports.mapping for a file): what arrives here is clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, null
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import ids
+from server.companies import linking
+from server.db.engine import AnyRow
+from server.errors import NotFound
+from server.events import catalogue
+from server.events import service as events
+from server.events.catalogue import EventType
+from server.fields import CUSTOM_PATH, CustomPatch
+from server.leads import queries
+from server.leads.model import DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE, LeadInput
+from server.leads.phones import to_e164
+from server.segments import membership
+
+# Lead columns a patch can set from LeadInput (company_id is resolved by company linking).
+_COLUMNS = tuple(name for name in WRITABLE if name not in ("custom_fields", "company_id"))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What made a write, beyond the API: named in its events."""
+
+    form_id: str | None = None
+    import_id: str | None = None
+
+    def keys(self) -> dict[str, str]:
+        found = {"form_id": self.form_id, "import_id": self.import_id}
+        return {key: value for key, value in found.items() if value is not None}
+
+
+API = Origin()
+
+
+@dataclass(frozen=True)
+class Written:
+    """A lead as one write left it."""
+
+    row: AnyRow  # the stored lead (queries.LEAD_COLUMNS)
+    created: bool
+    changed: list[str]  # the field paths written ([] for a create)
+    segment_ids: list[str]  # after the rule refresh, without reading the lead again
+
+
+def phone_e164(phone: str, custom_fields: dict[str, Any]) -> str:
+    """The normalised phone stored beside the typed one (ad-platform exports use it)."""
+    return to_e164(phone, str(custom_fields.get("country", "")))
+
+
+async def create(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    data: LeadInput,
+    origin: Origin = API,
+    if_absent: bool = False,
+    cause: str = EventType.LEAD_CREATED,
+) -> Written | None:
+    """Insert a lead with the defaults, linked to its company (the one named by
+    data.company_id, else the live company of its email's domain), with its lead.created
+    event, and rule segments refreshed. A taken email raises IntegrityError, or, with
+    `if_absent`, writes nothing and returns None."""
+    values = {
+        "id": ids.new_id("lead"),
+        "workspace_id": workspace_id,
+        **{name: getattr(data, name) for name in _COLUMNS},
+        "custom_fields": data.custom_fields,
+        "source": data.source or DEFAULT_SOURCE,
+        "status": data.status or DEFAULT_STATUS,
+        "phone_e164": phone_e164(data.phone, data.custom_fields),
+    }
+    link_domain: str | None = None
+    if data.company_id:
+        company = await linking.explicit(
+            conn,
+            workspace_id=workspace_id,
+            company_id=data.company_id,
+            field_name="lead.company_id",
+        )
+        values.update(linking.lead_columns(company))
+    else:
+        # The insert statement itself links by domain: no look-up of its own.
+        link_domain = linking.linkable_domain(data.email)
+    payload = {"email": data.email, **origin.keys()}
+    event = catalogue.new(EventType.LEAD_CREATED, values["id"], payload)
+    row = await queries.insert_lead(
+        conn, values=values, link_domain=link_domain, event=event, if_absent=if_absent
+    )
+    if row is None:
+        return None
+    segment_ids = await _refresh(conn, workspace_id, row, cause, row.rule_segment_versions)
+    return Written(row=row, created=True, changed=[], segment_ids=segment_ids)
+
+
+async def patch(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    lead_id: str,
+    data: LeadInput,
+    whole: set[str],
+    custom: CustomPatch,
+    changed: list[str] | None = None,
+    current: AnyRow | None = None,
+    relink: bool = False,
+    origin: Origin = API,
+    cause: str = EventType.LEAD_UPDATED,
+) -> Written:
+    """Write the fields named in `whole` (from `data`) and the custom-fields patch, relink
+    the company when the email or company changes (or, with `relink`, whenever the lead has
+    none), refresh rule segments and record lead.updated with `changed` (default: every
+    path written; no event when empty). `current`: the lead, if the caller locked it."""
+    values: dict[str, Any] = {name: getattr(data, name) for name in whole if name in _COLUMNS}
+    if custom.replace is not None:
+        values["custom_fields"] = custom.replace
+    if "status" in values and not values["status"]:
+        values["status"] = DEFAULT_STATUS
+    country = custom.merge.get("country", (custom.replace or {}).get("country"))
+    if "phone" in whole and country is not None:
+        values["phone_e164"] = phone_e164(data.phone, {"country": country})
+    elif "phone" in whole or country is not None:
+        # The other half of the pair is stored: read it (under lock, as the write will).
+        current = current or await _locked(conn, workspace_id, lead_id)
+        phone = data.phone if "phone" in whole else current.phone
+        stored_country = current.custom_fields.get("country", "")
+        values["phone_e164"] = phone_e164(phone, {"country": country or stored_country})
+    if relink or whole & {"company_id", "company", "email"}:
+        link_by_email = relink or "email" in whole
+        values.update(
+            await _company_link(conn, workspace_id, lead_id, data, whole, current, link_by_email)
+        )
+    row = await queries.update_lead(
+        conn,
+        workspace_id=workspace_id,
+        lead_id=lead_id,
+        values=values,
+        custom_merge=custom.merge,
+        custom_remove=custom.remove,
+        with_versions=True,
+    )
+    if row is None:
+        raise NotFound.resource("lead", lead_id)
+    segment_ids = await _refresh(conn, workspace_id, row, cause, row.rule_segment_versions)
+    if changed is None:
+        changed = sorted(whole | {f"{CUSTOM_PATH}{key}" for key in [*custom.merge, *custom.remove]})
+    if changed:
+        payload = {"fields": changed, **origin.keys()}
+        await events.record(
+            conn,
+            workspace_id=workspace_id,
+            events=[catalogue.new(EventType.LEAD_UPDATED, lead_id, payload)],
+        )
+    return Written(row=row, created=False, changed=changed, segment_ids=segment_ids)
+
+
+async def upsert_by_email(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    data: LeadInput,
+    given: set[str],
+    origin: Origin,
+    cause: str,
+) -> Written:
+    """Create the lead of data.email with every given value, or fill in the existing one:
+    a given field is written only where its value differs (nothing is ever wiped), custom
+    fields merge key by key, an unlinked lead is linked by its email's domain, and
+    last_activity_at, when given, is always written."""
+    existing = await queries.lock_lead_by_email(conn, workspace_id=workspace_id, email=data.email)
+    if existing is None:
+        written = await create(
+            conn, workspace_id=workspace_id, data=data, origin=origin, if_absent=True, cause=cause
+        )
+        if written is not None:
+            return written
+        # A concurrent writer created this lead after our look-up: update it instead.
+        existing = await queries.lock_lead_by_email(
+            conn, workspace_id=workspace_id, email=data.email
+        )
+        assert existing is not None
+    differing = {
+        name
+        for name in given & set(_COLUMNS)
+        if getattr(existing, name) != getattr(data, name)
+        # A linked lead shows its company's name: a write cannot rename it.
+        and not (name == "company" and existing.company_id is not None)
+    }
+    merge = {k: v for k, v in data.custom_fields.items() if existing.custom_fields.get(k) != v}
+    changed = sorted([*differing, *(f"{CUSTOM_PATH}{key}" for key in merge)])
+    whole = differing | (given & {"last_activity_at"})
+    return await patch(
+        conn,
+        workspace_id=workspace_id,
+        lead_id=existing.id,
+        data=data,
+        whole=whole,
+        custom=CustomPatch(merge=merge),
+        changed=[path for path in changed if path != "last_activity_at"],
+        current=existing,
+        relink=True,
+        origin=origin,
+        cause=cause,
+    )
+
+
+async def set_archived(
+    conn: AsyncConnection, *, workspace_id: str, lead_id: str, archived: bool
+) -> Written:
+    """Archive or unarchive; doing it twice writes nothing and returns the lead as it is."""
+    row = await _locked(conn, workspace_id, lead_id)
+    if (row.archived_at is not None) == archived:
+        return Written(row=row, created=False, changed=[], segment_ids=list(row.segment_ids))
+    updated = await queries.update_lead(
+        conn,
+        workspace_id=workspace_id,
+        lead_id=lead_id,
+        values={"archived_at": func.now() if archived else null()},
+    )
+    assert updated is not None
+    event_type = EventType.LEAD_ARCHIVED if archived else EventType.LEAD_UNARCHIVED
+    segment_ids = await _refresh(conn, workspace_id, updated, event_type)
+    await events.record(
+        conn, workspace_id=workspace_id, events=[catalogue.new(event_type, lead_id)]
+    )
+    return Written(row=updated, created=False, changed=["archived_at"], segment_ids=segment_ids)
+
+
+# -- the rules every write shares ---------------------------------------------------------
+
+
+async def _locked(conn: AsyncConnection, workspace_id: str, lead_id: str) -> AnyRow:
+    row = await queries.lock_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
+    if row is None:
+        raise NotFound.resource("lead", lead_id)
+    return row
+
+
+async def _company_link(
+    conn: AsyncConnection,
+    workspace_id: str,
+    lead_id: str,
+    data: LeadInput,
+    whole: set[str],
+    current: AnyRow | None,
+    link_by_email: bool,
+) -> dict[str, Any]:
+    """The company columns a patch sets. An explicit company_id links (an empty one
+    unlinks); otherwise, with `link_by_email`, an unlinked lead is linked by its email's
+    domain. A linked lead's
+    stored `company` is its company's name, so search and the `company` filter see the
+    name the lead shows."""
+    if "company_id" in whole:
+        if not data.company_id:
+            return {"company_id": None, "company_path": None}
+        company = await linking.explicit(
+            conn,
+            workspace_id=workspace_id,
+            company_id=data.company_id,
+            field_name="lead.company_id",
+        )
+        return linking.lead_columns(company)
+    current = current or await _locked(conn, workspace_id, lead_id)
+    if current.company_id is not None:
+        return {"company": current.company}
+    if not link_by_email:
+        return {}
+    email = data.email if "email" in whole else current.email
+    found = await linking.by_email(conn, workspace_id=workspace_id, email=email)
+    return linking.lead_columns(found) if found is not None else {}
+
+
+async def _refresh(
+    conn: AsyncConnection,
+    workspace_id: str,
+    row: AnyRow,
+    cause: str,
+    versions: list[str] | None = None,
+) -> list[str]:
+    """Keep rule segments current for this lead, in the writing transaction; returns its
+    segment ids after that: the ones `row` was written with, plus entries, minus exits (no
+    second read of the lead). `versions`: see membership.refresh."""
+    changes = await membership.refresh(
+        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, versions=versions
+    )
+    segment_ids = set(row.segment_ids or [])
+    for change in changes:
+        if change.type == EventType.SEGMENT_LEAD_ENTERED:
+            segment_ids.add(change.segment_id)
+        else:
+            segment_ids.discard(change.segment_id)
+    return sorted(segment_ids)
