@@ -227,9 +227,7 @@ async def update_company(
     paths: list[str],
     merge_custom: bool,
 ) -> Company:
-    """Apply the fields named by `paths`. `custom_fields` replaces the whole object unless
-    merge_custom is set (an update without a mask merges keys); `custom_fields.<key>` sets
-    or (when absent from data) removes one key."""
+    """Apply the fields named by `paths` (custom fields as server.fields.custom_patch says)."""
     whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     clean = validate(data, whole | ({"custom_fields"} if custom_keys else set()))
     values = _update_values(clean, whole)

@@ -15,7 +15,7 @@ from server.db.engine import Database
 from server.errors import InvalidArgument
 from server.events import queries
 from server.events.catalogue import NewEvent, event_id
-from server.pagination import CursorCodec, page_size
+from server.pagination import CursorCodec, Keyset, page_size
 
 WATCH_POLL_SECONDS = 0.2
 WATCH_BATCH = 500
@@ -49,12 +49,9 @@ MAX_SUBJECT = 100
 
 
 def _position(codec: CursorCodec, workspace_id: str, cursor: str) -> tuple[int, int]:
-    if not cursor:
-        return (0, 0)
-    position = codec.decode(cursor, workspace_id=workspace_id, query=CURSOR_QUERY, field="after")
-    if len(position) != 2 or not all(isinstance(p, int) for p in position):
-        raise InvalidArgument.on("after", "malformed cursor", reason="CURSOR_INVALID")
-    return (position[0], position[1])
+    keyset = Keyset(codec, workspace_id, CURSOR_QUERY, field="after")
+    position = keyset.position(cursor, int, int)
+    return (0, 0) if position is None else (position[0], position[1])
 
 
 def _subject(subject_id: str) -> str:

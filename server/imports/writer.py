@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.companies import linking
 from server.events import catalogue
 from server.events.catalogue import EventType
+from server.imports.enums import JobStatus, Mode
 from server.leads.model import DEFAULT_STATUS
 from server.segments import membership
 
@@ -107,7 +108,7 @@ class Batch:
 class JobSpec:
     job_id: str
     workspace_id: str
-    mode: str
+    mode: Mode
     segment_ids: list[str]
     default_source: str
     mapped: frozenset[str]  # lead fields some column feeds ("custom" for custom fields)
@@ -119,7 +120,7 @@ class Outcome:
     updated: int
     skipped: int
     failed: int
-    status: str  # the job's status after the batch: RUNNING, or CANCELLED at this boundary
+    status: JobStatus  # after the batch: RUNNING, or CANCELLED at this boundary
 
 
 class LostOwnership(Exception):
@@ -171,9 +172,9 @@ def _upsert_sql(spec: JobSpec, given: frozenset[str]) -> str:
             coalesce(s.custom, '{{}}'::jsonb)
         FROM import_stage s WHERE s.given = :given OR NOT :grouped ORDER BY s.email
         ON CONFLICT (workspace_id, lower(email))"""
-    if spec.mode == "CREATE_ONLY":
+    if spec.mode == Mode.CREATE_ONLY:
         write = f"{insert} DO NOTHING RETURNING l.id, lower(l.email) AS email, true AS created"
-    elif spec.mode == "UPSERT":
+    elif spec.mode == Mode.UPSERT:
         # EXCLUDED holds '' for text the row left empty (NOT NULL columns): '' is "not given".
         excluded = {
             "phone_e164_raw": "EXCLUDED.phone_e164",
@@ -259,7 +260,7 @@ class Writer:
         self.conn = conn
         self.spec = spec
         # UPSERT rows go in groups by the flagged fields they give, when any are mapped.
-        self.grouped = spec.mode == "UPSERT" and bool(spec.mapped & set(FLAGGED))
+        self.grouped = spec.mode == Mode.UPSERT and bool(spec.mapped & set(FLAGGED))
         self._statements: dict[int, Any] = {}
         self.fields = json.dumps(sorted(spec.mapped))
 
@@ -332,7 +333,8 @@ class Writer:
         ).scalar()
         if status is None:
             raise LostOwnership
-        return Outcome(outcome.created, outcome.updated, outcome.skipped, outcome.failed, status)
+        after = JobStatus(status)
+        return Outcome(outcome.created, outcome.updated, outcome.skipped, outcome.failed, after)
 
     def _statement(self, mask: int) -> Any:
         found = self._statements.get(mask)
@@ -366,10 +368,10 @@ class Writer:
                 skipped += 1 + extra
             elif result:
                 created += 1
-                if self.spec.mode == "CREATE_ONLY":
+                if self.spec.mode == Mode.CREATE_ONLY:
                     skipped += extra
                 else:
                     updated += extra
             else:
                 updated += 1 + extra
-        return Outcome(created, updated, skipped, batch.failed_rows, "RUNNING")
+        return Outcome(created, updated, skipped, batch.failed_rows, JobStatus.RUNNING)

@@ -22,7 +22,7 @@ from server.leads.model import Lead as Lead
 from server.leads.model import LeadFilters as LeadFilters
 from server.leads.model import LeadInput as LeadInput
 from server.leads.model import Page as Page
-from server.pagination import CursorCodec, fingerprint, page_size
+from server.pagination import CursorCodec, Keyset, fingerprint, page_size
 from server.segments import service as segments
 
 # The domain's shapes are re-exported above (`x as x`): callers use service.LeadInput, ….
@@ -88,9 +88,7 @@ async def update_lead(
     paths: list[str],
     merge_custom: bool,
 ) -> Lead:
-    """Apply the fields named by `paths`. `custom_fields` replaces the whole object unless
-    merge_custom is set (an update without a mask merges keys); `custom_fields.<key>` sets
-    or (when absent from data) removes one key."""
+    """Apply the fields named by `paths` (custom fields as server.fields.custom_patch says)."""
     whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     checked = whole | ({"custom_fields"} if custom_keys else set())
     clean = validation.validate(data, checked, prefix="lead.")
@@ -174,17 +172,12 @@ async def list_leads(
 ) -> Page:
     size = page_size(limit)
     predicate = compile_predicate(_filter_tree(filters))
-    query_key = fingerprint("list", filters)
-    after_id = None
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if len(position) != 1 or not isinstance(position[0], str):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
-        after_id = position[0]
+    keyset = Keyset(codec, workspace_id, fingerprint("list", filters))
+    after_id = keyset.after_id(cursor)
     async with db.transaction() as conn:
         predicate = await _in_group(conn, workspace_id, filters, predicate)
         predicate = await _in_segment(conn, workspace_id, filters, predicate)
-        rows = await queries.list_page(
+        found = await queries.list_page(
             conn,
             workspace_id=workspace_id,
             predicate=predicate,
@@ -192,14 +185,8 @@ async def list_leads(
             after_id=after_id,
             limit=size,
         )
+        rows, next_cursor = keyset.page(found, size, lambda row: [row.id])
         linked = await _linked(conn, workspace_id, rows)
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = (
-        codec.encode(workspace_id=workspace_id, query=query_key, position=[rows[-1].id])
-        if more
-        else ""
-    )
     return Page(leads=[_to_lead(r, linked) for r in rows], next_cursor=next_cursor)
 
 
@@ -230,29 +217,18 @@ async def search_leads(
     size = page_size(limit)
     ranked = search.tiers(query)
     predicate = compile_predicate(_filter_tree(filters))
-    query_key = fingerprint("search-tiers", query, filters)
+    keyset = Keyset(codec, workspace_id, fingerprint("search-tiers", query, filters))
     start = search.Position(tier=0, before_id=None)
-    if cursor:
-        position = codec.decode(cursor, workspace_id=workspace_id, query=query_key)
-        if (
-            len(position) != 2
-            or not isinstance(position[0], int)
-            or not 0 <= position[0] < len(ranked)
-            or not isinstance(position[1], str)
-        ):
-            raise InvalidArgument.on("cursor", "malformed cursor", reason="CURSOR_INVALID")
+    position = keyset.position(cursor, int, str)
+    if position is not None:
+        if not 0 <= position[0] < len(ranked):
+            raise keyset.malformed()
         start = search.Position(tier=position[0], before_id=position[1])
     async with db.transaction() as conn:
         predicate = await _in_group(conn, workspace_id, filters, predicate)
         predicate = await _in_segment(conn, workspace_id, filters, predicate)
         scope = search.Scope(workspace_id, predicate, filters.include_archived)
         found = await search.find(conn, scope, ranked, start, want=size + 1)
-        page = found[:size]  # the extra match only says whether another page follows
+        page, next_cursor = keyset.page(found, size, lambda match: [match[0], match[1].id])
         linked = await _linked(conn, workspace_id, [row for _, row in page])
-    next_cursor = ""
-    if len(found) > size:
-        tier, last = page[-1]
-        next_cursor = codec.encode(
-            workspace_id=workspace_id, query=query_key, position=[tier, last.id]
-        )
     return Page(leads=[_to_lead(row, linked) for _, row in page], next_cursor=next_cursor)

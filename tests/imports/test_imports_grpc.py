@@ -14,6 +14,7 @@ import pytest
 from tnx.crm.v1 import company_pb2, company_service_pb2, company_service_pb2_grpc
 from tnx.crm.v1 import import_service_pb2 as ims
 
+from server.events import catalogue
 from tests.conftest import Workspace
 from tests.segments import helpers as seg
 from tests.support import db
@@ -216,6 +217,41 @@ def test_imported_leads_join_target_static_segments_and_rule_segments_stay_curre
         workspace.id,
     )
     assert entered == [(4,)]  # two into the static list, g1 then s1 into the rule segment
+
+
+def test_import_events_follow_the_catalogue_and_name_the_import(
+    imports: Stub,
+    workspace: Workspace,
+    channel: grpc.Channel,
+    database_url: str,
+) -> None:
+    segments = seg.Segments(channel)
+    target = seg.static_segment(segments, workspace, "list")
+    seg.rule_segment(segments, workspace, "gold", seg.all_of(seg.cond("custom.plan", "eq", "gold")))
+    first = run(imports, workspace.metadata, csv_bytes([["email", "plan"], ["a@e.io", "gold"]]))
+    second = run(
+        imports,
+        workspace.metadata,
+        csv_bytes([["email", "plan"], ["a@e.io", "silver"]]),
+        segment_ids=[target.id],
+    )
+    rows = db.query(
+        database_url,
+        "SELECT type, payload FROM events WHERE workspace_id = %s AND type LIKE 'lead.%%' "
+        "OR workspace_id = %s AND type LIKE 'segment.lead_%%' ORDER BY txid, id",
+        workspace.id,
+        workspace.id,
+    )
+    for event_type, payload in rows:
+        catalogue.check_payload(catalogue.EventType(event_type), set(payload))
+    shown = [(t, p.get("import_id"), p.get("cause"), p.get("segment_id")) for t, p in rows]
+    assert shown == [
+        ("lead.created", first.id, None, None),
+        ("segment.lead_entered", None, "import", shown[1][3]),  # into "gold" (a rule)
+        ("lead.updated", second.id, None, None),
+        ("segment.lead_exited", None, "import", shown[1][3]),
+        ("segment.lead_entered", second.id, "import", target.id),  # rule segments first
+    ]
 
 
 def test_a_rule_segment_cannot_be_a_target(
