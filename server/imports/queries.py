@@ -94,10 +94,6 @@ async def finish_upload(
     return (await conn.execute(statement)).first()
 
 
-async def delete_job(conn: AsyncConnection, *, job_id: str) -> None:
-    await conn.execute(delete(import_jobs).where(import_jobs.c.id == job_id))
-
-
 async def list_page(
     conn: AsyncConnection, *, workspace_id: str, before_id: str | None, limit: int
 ) -> list[AnyRow]:

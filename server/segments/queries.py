@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
-from server.db.tables import leads, segment_members, segments
+from server.db.tables import leads, segments
 from server.segments.enums import Membership, State
 
 
@@ -75,16 +75,6 @@ async def static_segment_ids(
         segments.c.membership == Membership.STATIC,
     )
     return set((await conn.scalars(query)).all())
-
-
-async def member_lead_ids_page(
-    conn: AsyncConnection, *, segment_id: str, after_id: str | None, limit: int
-) -> list[str]:
-    query = select(segment_members.c.lead_id).where(segment_members.c.segment_id == segment_id)
-    if after_id is not None:
-        query = query.where(segment_members.c.lead_id > after_id)
-    query = query.order_by(segment_members.c.lead_id).limit(limit)
-    return list((await conn.scalars(query)).all())
 
 
 async def lead_ids_batch(
