@@ -193,8 +193,35 @@ activities = Table(
     Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
     Column("lead_id", Text, ForeignKey("leads.id"), nullable=False),
     Column("type", Text, nullable=False),
-    Column("data", JSONB, nullable=False),
+    Column("data", JSONB, nullable=False),  # the activity's properties
     Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("idempotency_key", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Scoring (migration 0010): one model per workspace, and each scored lead's parts.
+scoring_models = Table(
+    "scoring_models",
+    metadata,
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),  # 'building' | 'ready'
+    Column("model", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+lead_scores = Table(
+    "lead_scores",
+    metadata,
+    Column("lead_id", Text, ForeignKey("leads.id"), primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("fit", Integer, nullable=False),
+    Column("engagement", Integer, nullable=False),  # decayed engagement + adjustments
+    Column("model_version", BigInteger, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("next_change_at", DateTime(timezone=True)),  # when decay next moves the score
+    Column("above", ARRAY(Text), nullable=False),  # thresholds the lead is above
 )
 
 # Bulk imports (migration 0004): jobs, their uploads as chunks, and their row errors.

@@ -24,6 +24,8 @@ class EventType(StrEnum):
     LEAD_UPDATED = "lead.updated"
     LEAD_ARCHIVED = "lead.archived"
     LEAD_UNARCHIVED = "lead.unarchived"
+    LEAD_SCORE_CHANGED = "lead.score_changed"
+    LEAD_THRESHOLD_CROSSED = "lead.threshold_crossed"
     COMPANY_CREATED = "company.created"
     COMPANY_UPDATED = "company.updated"
     COMPANY_ARCHIVED = "company.archived"
@@ -56,6 +58,23 @@ class LeadUpdated(TypedDict):
     fields: list[str]
     form_id: NotRequired[str]
     import_id: NotRequired[str]
+
+
+class ScoreChanged(TypedDict):
+    """Subject: the lead. The score the model computed, before and after."""
+
+    old: int
+    new: int
+    model_version: int
+
+
+class ThresholdCrossed(TypedDict):
+    """Subject: the lead. `direction`: "up" (reached the threshold's score) or "down" (fell
+    below its score minus its hysteresis); `score`: the lead's new score."""
+
+    threshold: str
+    direction: str
+    score: int
 
 
 class NoPayload(TypedDict):
@@ -121,6 +140,8 @@ PAYLOADS: dict[EventType, Any] = {  # each a TypedDict class
     EventType.LEAD_UPDATED: LeadUpdated,
     EventType.LEAD_ARCHIVED: NoPayload,
     EventType.LEAD_UNARCHIVED: NoPayload,
+    EventType.LEAD_SCORE_CHANGED: ScoreChanged,
+    EventType.LEAD_THRESHOLD_CROSSED: ThresholdCrossed,
     EventType.COMPANY_CREATED: CompanyCreated,
     EventType.COMPANY_UPDATED: CompanyUpdated,
     EventType.COMPANY_ARCHIVED: CompanyArchived,

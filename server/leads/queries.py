@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -170,6 +172,29 @@ async def update_lead(
         .returning(*LEAD_COLUMNS, *extra)
     )
     return (await conn.execute(statement)).first()
+
+
+async def touch_activity(
+    conn: AsyncConnection, *, workspace_id: str, lead_ids: Sequence[str], times: Sequence[datetime]
+) -> None:
+    """last_activity_at = the later of its value and the given time, lead by lead (ids
+    sorted by the caller: rows are locked in that order)."""
+    await conn.execute(_TOUCH, {"ws": workspace_id, "ids": list(lead_ids), "times": list(times)})
+
+
+_TOUCH = text(
+    """
+    WITH given AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:times AS timestamptz[])) AS g(id, at)
+    ), locked AS (
+        SELECT l.id FROM leads l JOIN given g ON g.id = l.id
+        WHERE l.workspace_id = :ws ORDER BY l.id FOR NO KEY UPDATE OF l
+    )
+    UPDATE leads l SET last_activity_at = greatest(l.last_activity_at, g.at)
+    FROM given g WHERE l.id = g.id AND l.id IN (SELECT id FROM locked)
+      AND l.last_activity_at IS DISTINCT FROM greatest(l.last_activity_at, g.at)
+    """
+)
 
 
 def _visible(

@@ -13,7 +13,9 @@ submission, imports.mapping for a file): what arrives here is clean.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, null
@@ -31,6 +33,8 @@ from server.leads import queries
 from server.leads.model import DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE, LeadInput
 from server.leads.phones import to_e164
 from server.segments import membership
+
+ACTIVITY_CAUSE = "activity"  # why recording activities moved a lead in or out of a segment
 
 # Lead columns a patch can set from LeadInput (company_id is resolved by company linking).
 _COLUMNS = tuple(name for name in WRITABLE if name not in ("custom_fields", "company_id"))
@@ -242,6 +246,27 @@ async def set_archived(
         conn, workspace_id=workspace_id, events=[catalogue.new(event_type, lead_id)]
     )
     return Written(row=updated, created=False, changed=["archived_at"], segment_ids=segment_ids)
+
+
+async def record_activity_times(
+    conn: AsyncConnection, *, workspace_id: str, latest: Mapping[str, datetime]
+) -> None:
+    """These leads did something at these times (activities just recorded): their
+    last_activity_at moves forward (never back), and rule segments follow. No lead event:
+    the activities are the record. Leads are locked in id order, as every batch writer
+    does, so two batches never wait on each other in opposite orders."""
+    if not latest:
+        return
+    lead_ids = sorted(latest)
+    await queries.touch_activity(
+        conn,
+        workspace_id=workspace_id,
+        lead_ids=lead_ids,
+        times=[latest[lead_id] for lead_id in lead_ids],
+    )
+    await membership.refresh(
+        conn, workspace_id=workspace_id, lead_ids=lead_ids, cause=ACTIVITY_CAUSE
+    )
 
 
 # -- the rules every write shares ---------------------------------------------------------
