@@ -79,8 +79,12 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
         server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env)
         children.append(server)
         _wait_for_port(settings.grpc_host, settings.grpc_port, server)
-        # Imports run in a worker on the embedded broker (or CRM_BROKER_URL).
-        children.append(subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env))
+        # Background work runs in workers on the embedded broker (or CRM_BROKER_URL): two,
+        # so a long import never holds up the scoring tick; the scheduler sends the tick.
+        for command in ("worker", "worker", "scheduler"):
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "server.cli", command], env=env)
+            )
         envoy = subprocess.Popen(gateway.command(gateway.render(settings)), env=env)
         children.append(envoy)
         _wait_for_port(settings.http_host, settings.http_port, envoy)
@@ -129,6 +133,14 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
     _logging(settings)
     worker.worker_main(settings, database_url(settings))
+    return 0
+
+
+def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
+    from server.scoring import tasks
+
+    _logging(settings)
+    tasks.scheduler_main(settings, database_url(settings))
     return 0
 
 
@@ -181,13 +193,16 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tnx-crm", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser(
-        "up", help="run PostgreSQL, the gRPC server, a worker and the gateway"
+        "up", help="run PostgreSQL, the gRPC server, workers, the scheduler and the gateway"
     ).set_defaults(run=cmd_up)
     commands.add_parser("serve", help="run the gRPC server").set_defaults(run=cmd_serve)
     commands.add_parser("gateway", help="run the Envoy REST gateway").set_defaults(run=cmd_gateway)
-    commands.add_parser("worker", help="run a background worker (imports)").set_defaults(
-        run=cmd_worker
-    )
+    commands.add_parser(
+        "worker", help="run a background worker (imports, scoring rebuilds and decay)"
+    ).set_defaults(run=cmd_worker)
+    commands.add_parser(
+        "scheduler", help="send the periodic jobs (score decay) to the workers"
+    ).set_defaults(run=cmd_scheduler)
     imports_cli.add_commands(commands)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
 

@@ -29,7 +29,7 @@ from server.config import Settings
 from server.db.url import database_url
 
 # Every domain whose tasks a worker runs; a worker listens to all of their queues.
-TASK_MODULES: tuple[str, ...] = ("server.imports.tasks",)
+TASK_MODULES: tuple[str, ...] = ("server.imports.tasks", "server.scoring.tasks")
 SQLA_POLL_SECONDS = 0.25
 
 

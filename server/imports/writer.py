@@ -23,6 +23,7 @@ from server.events import catalogue
 from server.events.catalogue import EventType
 from server.imports.enums import JobStatus, Mode
 from server.leads.model import DEFAULT_STATUS
+from server.scoring import rescoring
 from server.segments import membership
 
 STAGE_COLUMNS = [
@@ -303,6 +304,10 @@ class Writer:
             # Rule segments first, then static ones: the order every lead writer keeps
             # (server.leads.writes), so no two wait on each other's segment rows.
             changed = [r.id for r in written]
+            # Under a scoring model, imported leads are scored (a file's score is replaced).
+            await rescoring.rescore(
+                self.conn, workspace_id=ws, lead_ids=changed, cause=CAUSE, refresh=False
+            )
             await membership.refresh(conn=self.conn, workspace_id=ws, lead_ids=changed, cause=CAUSE)
             if self.spec.segment_ids:
                 await self._add_to_segments()

@@ -33,6 +33,7 @@ from server.db.engine import AnyRow
 from server.db.tables import LEAD_STORED_COLUMNS, events, leads, segment_members
 from server.events.catalogue import NewEvent
 from server.fields import patched_custom_fields
+from server.scoring import rescoring
 from server.segments import membership
 
 # A lead's segments come with every read of it, in the same statement.
@@ -111,7 +112,8 @@ def _insert_statement(
     )
     no_segments = cast(literal("{}"), ARRAY(Text)).label("segment_ids")  # rule upkeep follows
     versions = membership.versions_column(workspace_id)
-    return select(*new.c, no_segments, versions).add_cte(logged.cte("new_lead_event"))
+    scoring = rescoring.version_column(workspace_id)
+    return select(*new.c, no_segments, versions, scoring).add_cte(logged.cte("new_lead_event"))
 
 
 async def get_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> AnyRow | None:
@@ -159,12 +161,17 @@ async def update_lead(
     with_versions: bool = False,
 ) -> AnyRow | None:
     """Set columns, and patch custom_fields key by key (merge, then remove) in one statement;
-    `with_versions`: the workspace's rule segment versions come back with the lead."""
+    `with_versions`: the workspace's rule segment versions and scoring model version come
+    back with the lead."""
     assignments: dict[str, Any] = {**values, "updated_at": func.now()}
     document = patched_custom_fields(leads.c.custom_fields, custom_merge, custom_remove)
     if document is not None:
         assignments["custom_fields"] = document
-    extra = [membership.versions_column(workspace_id)] if with_versions else []
+    extra: list[ColumnElement[Any]] = (
+        [membership.versions_column(workspace_id), rescoring.version_column(workspace_id)]
+        if with_versions
+        else []
+    )
     statement = (
         update(leads)
         .where(_scoped(workspace_id, lead_id))

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import ids
 from server.companies import linking
 from server.db.engine import AnyRow
-from server.errors import NotFound
+from server.errors import FailedPrecondition, FieldViolation, NotFound
 from server.events import catalogue
 from server.events import service as events
 from server.events.catalogue import EventType
@@ -32,6 +32,7 @@ from server.fields import CUSTOM_PATH, CustomPatch
 from server.leads import queries
 from server.leads.model import DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE, LeadInput
 from server.leads.phones import to_e164
+from server.scoring import rescoring
 from server.segments import membership
 
 ACTIVITY_CAUSE = "activity"  # why recording activities moved a lead in or out of a segment
@@ -111,7 +112,9 @@ async def create(
     )
     if row is None:
         return None
-    segment_ids = await _refresh(conn, workspace_id, row, cause, row.rule_segment_versions)
+    versions = row.rule_segment_versions
+    row = await _score(conn, workspace_id, row, cause, score_written=data.score != 0)
+    segment_ids = await _refresh(conn, workspace_id, row, cause, versions)
     return Written(row=row, created=True, changed=[], segment_ids=segment_ids)
 
 
@@ -163,7 +166,9 @@ async def patch(
     )
     if row is None:
         raise NotFound.resource("lead", lead_id)
-    segment_ids = await _refresh(conn, workspace_id, row, cause, row.rule_segment_versions)
+    versions = row.rule_segment_versions
+    row = await _score(conn, workspace_id, row, cause, score_written="score" in whole)
+    segment_ids = await _refresh(conn, workspace_id, row, cause, versions)
     if changed is None:
         changed = sorted(whole | {f"{CUSTOM_PATH}{key}" for key in [*custom.merge, *custom.remove]})
     if changed:
@@ -252,7 +257,8 @@ async def record_activity_times(
     conn: AsyncConnection, *, workspace_id: str, latest: Mapping[str, datetime]
 ) -> None:
     """These leads did something at these times (activities just recorded): their
-    last_activity_at moves forward (never back), and rule segments follow. No lead event:
+    last_activity_at moves forward (never back), their scores follow (under an active
+    scoring model), and rule segments follow. No lead event:
     the activities are the record. Leads are locked in id order, as every batch writer
     does, so two batches never wait on each other in opposite orders."""
     if not latest:
@@ -263,6 +269,9 @@ async def record_activity_times(
         workspace_id=workspace_id,
         lead_ids=lead_ids,
         times=[latest[lead_id] for lead_id in lead_ids],
+    )
+    await rescoring.rescore(
+        conn, workspace_id=workspace_id, lead_ids=lead_ids, cause=ACTIVITY_CAUSE, refresh=False
     )
     await membership.refresh(
         conn, workspace_id=workspace_id, lead_ids=lead_ids, cause=ACTIVITY_CAUSE
@@ -311,6 +320,29 @@ async def _company_link(
     email = data.email if "email" in whole else current.email
     found = await linking.by_email(conn, workspace_id=workspace_id, email=email)
     return linking.lead_columns(found) if found is not None else {}
+
+
+async def _score(
+    conn: AsyncConnection, workspace_id: str, row: AnyRow, cause: str, *, score_written: bool
+) -> AnyRow:
+    """Under an active scoring model (the write statement read its version), the score is
+    computed: a client's score is refused, and the lead is rescored (its fields feed the
+    fit rules). Returns the lead as it now is."""
+    if row.scoring_version is None:
+        return row
+    if score_written:
+        raise FailedPrecondition(
+            message="the score is computed by the scoring model: record a score_adjusted "
+            "activity with properties.points to change it",
+            reason="SCORE_COMPUTED",
+            violations=[FieldViolation("lead.score", "computed by the scoring model")],
+        )
+    changed = await rescoring.rescore(
+        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, refresh=False
+    )
+    if not changed:
+        return row
+    return await _locked(conn, workspace_id, row.id)
 
 
 async def _refresh(

@@ -32,6 +32,7 @@ from server.db.tables import segments as segments_table
 from server.events import catalogue
 from server.events import service as events
 from server.events.catalogue import EventType
+from server.filtering.ast import Node
 from server.filtering.compiler import compile_predicate
 from server.segments import rules
 from server.segments.enums import Membership
@@ -85,21 +86,24 @@ class Change:
 
 
 def predicate_sql(segment: RuleSegment) -> str:
-    """The segment's rule as a SQL boolean over `leads` LEFT JOIN `companies` (the lead's
-    company, as _refresh_sql joins it), with values inlined."""
-    key = segment.version
-    cached = _predicate_sql.get(key)
+    """The segment's rule as SQL (rule_sql), compiled once per segment version."""
+    cached = _predicate_sql.get(segment.version)
     if cached is None:
-        predicate = compile_predicate(
-            rules.from_json(segment.rules), label="segment.rules", company_joined=True
-        )
-        statement = select(leads.c.id, companies.c.id).where(predicate)
-        compiled = str(statement.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
-        head, separator, condition = compiled.partition("\nWHERE ")
-        assert separator and head.rstrip().endswith("FROM leads, companies"), compiled
-        # text() would read ":word" inside a rule's string literal as a bind parameter.
-        cached = _predicate_sql[key] = condition.replace(":", "\\:")
+        tree = rules.from_json(segment.rules)
+        cached = _predicate_sql[segment.version] = rule_sql(tree, label="segment.rules")
     return cached
+
+
+def rule_sql(tree: Node, *, label: str) -> str:
+    """A rule tree as a SQL boolean over `leads` LEFT JOIN `companies` (the lead's company,
+    as _refresh_sql and the scoring engine join it), values inlined, safe inside text()."""
+    predicate = compile_predicate(tree, label=label, company_joined=True)
+    statement = select(leads.c.id, companies.c.id).where(predicate)
+    compiled = str(statement.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+    head, separator, condition = compiled.partition("\nWHERE ")
+    assert separator and head.rstrip().endswith("FROM leads, companies"), compiled
+    # text() would read ":word" inside a rule's string literal as a bind parameter.
+    return condition.replace(":", "\\:")
 
 
 def _quote(value: str) -> str:
