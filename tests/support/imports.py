@@ -24,6 +24,7 @@ from server.config import REPO_ROOT
 from tests.support import db
 
 QUEUE = f"imports-test-{uuid.uuid4().hex[:8]}"
+SCORING_QUEUE = f"scoring-test-{uuid.uuid4().hex[:8]}"
 MAX_BYTES = 24 * 1024 * 1024
 MAX_ROWS = 150_000
 BATCH_ROWS = 1000
@@ -41,14 +42,19 @@ def import_env(**extra: str) -> dict[str, str]:
         "CRM_IMPORT_BATCH_ROWS": str(BATCH_ROWS),
         "CRM_IMPORT_SWEEP_SECONDS": "1",
         "CRM_IMPORT_REQUEUE_SECONDS": "3",
+        "CRM_SCORING_QUEUE": SCORING_QUEUE,
         **extra,
     }
 
 
 class WorkerProcess:
-    """`tnx-crm worker` as its own process, which a test may kill -9 and start again."""
+    """`tnx-crm worker` (or another of its background commands, such as `scheduler`) as its
+    own process, which a test may kill -9 and start again."""
 
-    def __init__(self, database_url: str, log_path: Path, **extra_env: str) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, command: str = "worker", **extra_env: str
+    ) -> None:
+        self.command = command
         self.env = {
             **os.environ,
             "CRM_DATABASE_URL": database_url,
@@ -62,7 +68,7 @@ class WorkerProcess:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "worker"],
+                [sys.executable, "-m", "server.cli", self.command],
                 env=self.env,
                 stdout=log,
                 stderr=log,

@@ -31,6 +31,10 @@ class Event(_message.Message):
     - `lead.updated` [lead]: `fields` (the paths written, e.g. `title`, `custom_fields.industry`),
       `form_id?`, `import_id?`.
     - `lead.archived`, `lead.unarchived` [lead]: no keys.
+    - `lead.score_changed` [lead]: `old`, `new` (scores computed by the scoring model),
+      `model_version`.
+    - `lead.threshold_crossed` [lead]: `threshold` (its name), `direction` (`up` or `down`),
+      `score` (the new score).
     - `segment.lead_entered`, `segment.lead_exited` [lead]: `segment_id`, `lead_id`, `cause`
       (what moved the lead: an event type such as `lead.updated`, or `manual`, `import`,
       `segment.built`), `import_id?`.
