@@ -1,4 +1,4 @@
-"""SQL for forms, their submissions and lead activities. Statements are scoped by
+"""SQL for forms and their submissions. Statements are scoped by
 workspace, except the public lookup by slug (slugs are global)."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
 from server.db.tables import (
-    activities,
     form_submissions,
     forms,
 )
@@ -77,7 +76,3 @@ async def list_submissions(
 
 async def insert_submission(conn: AsyncConnection, *, values: dict[str, Any]) -> None:
     await conn.execute(insert(form_submissions).values(**values))
-
-
-async def insert_activity(conn: AsyncConnection, *, values: dict[str, Any]) -> None:
-    await conn.execute(insert(activities).values(**values))

@@ -28,11 +28,13 @@ from server.forms.limits import SubmissionLimits
 from server.forms.service import to_form
 from server.leads import writes
 from server.leads.model import LeadInput
+from server.scoring import activities
 from server.segments import membership
 
 log = logging.getLogger(__name__)
 
 ACTIVITY = "form_submitted"
+SOURCE = "form"  # the activity's source
 MAX_PAGE_URL = 2000
 MAX_USER_AGENT = 500
 
@@ -172,17 +174,14 @@ async def _record(
             "submitted_at": now,
         },
     )
-    await queries.insert_activity(
-        conn,
-        values={
-            "id": ids.new_id("act"),
-            "workspace_id": workspace_id,
-            "lead_id": lead_id,
-            "type": ACTIVITY,
-            "data": {"form_id": form.id, "submission_id": submission_id, "origin": origin},
-            "occurred_at": now,
-        },
+    submitted_activity = activities.Item(
+        type=ACTIVITY,
+        properties={"form_id": form.id, "submission_id": submission_id, "origin": origin},
+        occurred_at=now,
+        source=SOURCE,
+        lead_id=lead_id,
     )
+    await activities.record(conn, workspace_id=workspace_id, items=[submitted_activity])
     submitted = {
         "form_id": form.id,
         "slug": form.slug,

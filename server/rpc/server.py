@@ -24,6 +24,8 @@ from tnx.crm.v1 import (
     import_service_pb2_grpc,
     lead_service_pb2,
     lead_service_pb2_grpc,
+    scoring_service_pb2,
+    scoring_service_pb2_grpc,
     segment_service_pb2,
     segment_service_pb2_grpc,
 )
@@ -47,6 +49,8 @@ from server.imports.tasks import enqueuer
 from server.leads.rpc import LeadServicer
 from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
+from server.scoring import tasks as scoring_tasks
+from server.scoring.rpc import ScoringServicer
 from server.segments.rpc import SegmentServicer
 from server.segments.service import SegmentBuilder
 
@@ -59,6 +63,7 @@ SERVICE_NAMES = [
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     import_service_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
     form_service_pb2.DESCRIPTOR.services_by_name["FormService"].full_name,
+    scoring_service_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
     public_form_service_pb2.DESCRIPTOR.services_by_name["PublicFormService"].full_name,
 ]
 SHUTDOWN_GRACE_S = 5.0
@@ -120,6 +125,10 @@ def build_server(
     )
     form_service_pb2_grpc.add_FormServiceServicer_to_server(
         FormServicer(app.db, app.cursors, app.form_secret, settings), server
+    )
+    scoring_service_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringServicer(app.db, app.cursors, rebuild=scoring_tasks.enqueuer(settings, db_url)),
+        server,
     )
     limits = SubmissionLimits.per_minute(
         per_ip=settings.form_ip_rate_limit_per_minute, per_form=settings.form_rate_limit_per_minute

@@ -138,4 +138,4 @@ class LeadScore:
     model_version: int
     computed_at: datetime | None
     contributions: list[Contribution]
-    above: list[str]  # the thresholds the lead is above
+    thresholds: list[tuple[str, bool]]  # each threshold of the model: (name, lead is above)

@@ -127,6 +127,7 @@ async def lead_score(db: Database, *, workspace_id: str, lead_id: str) -> LeadSc
             conn, rules, key, workspace_id=workspace_id, lead_id=lead_id, at=at
         )
     contributions = [Contribution(kind, p, rule, act, was) for kind, rule, act, p, was in rows]
+    above = set(stored.above or [])
     for kind, points in (
         (ContributionKind.FIT_CAP, totals.fit - totals.fit_raw),
         (ContributionKind.ENGAGEMENT_CAP, totals.engagement - totals.engagement_raw),
@@ -145,5 +146,5 @@ async def lead_score(db: Database, *, workspace_id: str, lead_id: str) -> LeadSc
         model_version=model.version,
         computed_at=at,
         contributions=contributions,
-        above=list(stored.above or []),
+        thresholds=[(t.name, t.name in above) for t in model.rules.thresholds],
     )
