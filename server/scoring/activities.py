@@ -314,7 +314,7 @@ async def _insert(
     """Insert the items (each with its own key, or none); fills their outcomes and returns
     the activity now standing for each idempotency key."""
     new_ids = ids.new_ids("act", len(items))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": activity_id,
             "workspace_id": workspace_id,
@@ -330,8 +330,9 @@ async def _insert(
     # In key order: two calls inserting the same new keys wait for each other in one order,
     # so they never deadlock.
     rows.sort(key=lambda row: (row["idempotency_key"] is None, row["idempotency_key"] or ""))
+    created = await queries.insert_activities(conn, workspace_id=workspace_id, rows=rows)
     inserted = {
-        row.id: to_activity(row) for row in await queries.insert_activities(conn, rows=rows)
+        row["id"]: _recorded(row, created[row["id"]]) for row in rows if row["id"] in created
     }
     # A key the workspace had already: its first activity is the answer.
     used = [
@@ -349,6 +350,20 @@ async def _insert(
         if item.idempotency_key is not None:
             by_key[item.idempotency_key] = activity
     return by_key
+
+
+def _recorded(row: dict[str, Any], created_at: datetime) -> Activity:
+    """An activity just inserted, from what was sent (nothing to read back)."""
+    return Activity(
+        id=row["id"],
+        lead_id=row["lead_id"],
+        type=row["type"],
+        properties=row["data"],
+        occurred_at=row["occurred_at"],
+        source=row["source"],
+        idempotency_key=row["idempotency_key"] or "",
+        created_at=created_at,
+    )
 
 
 def to_activity(row: AnyRow) -> Activity:

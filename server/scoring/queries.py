@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
@@ -46,23 +46,36 @@ async def lead_exists(conn: AsyncConnection, *, workspace_id: str, lead_id: str)
 
 
 async def insert_activities(
-    conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]
-) -> list[AnyRow]:
-    """Insert in one statement; a row whose idempotency key the workspace already has is
-    skipped (it waits for a concurrent insert of the same key to commit or roll back first).
-    Returns the rows inserted."""
+    conn: AsyncConnection, *, workspace_id: str, rows: Sequence[dict[str, Any]]
+) -> dict[str, datetime]:
+    """Insert in one statement (columns as arrays: one fixed statement whatever the count);
+    a row whose idempotency key the workspace already has is skipped (it waits for a
+    concurrent insert of the same key to commit or roll back first). Returns the ids
+    inserted, with their created_at."""
     if not rows:
-        return []
-    statement = (
-        pg_insert(activities)
-        .values(list(rows))
-        .on_conflict_do_nothing(
-            index_elements=[activities.c.workspace_id, activities.c.idempotency_key],
-            index_where=activities.c.idempotency_key.is_not(None),
-        )
-        .returning(*ACTIVITY_COLUMNS)
-    )
-    return list((await conn.execute(statement)).all())
+        return {}
+    params: dict[str, Any] = {"ws": workspace_id}
+    for column in ("id", "lead_id", "type", "occurred_at", "source", "idempotency_key"):
+        params[column] = [row[column] for row in rows]
+    params["data"] = [json.dumps(row["data"]) for row in rows]
+    result = await conn.execute(_INSERT, params)
+    return {row.id: row.created_at for row in result}
+
+
+_INSERT = text(
+    """
+    INSERT INTO activities (id, workspace_id, lead_id, type, data, occurred_at, source,
+                            idempotency_key)
+    SELECT a.id, :ws, a.lead_id, a.type, a.data::jsonb, a.occurred_at, a.source, a.key
+    FROM unnest(CAST(:id AS text[]), CAST(:lead_id AS text[]), CAST(:type AS text[]),
+                CAST(:data AS text[]), CAST(:occurred_at AS timestamptz[]),
+                CAST(:source AS text[]), CAST(:idempotency_key AS text[]))
+         WITH ORDINALITY AS a(id, lead_id, type, data, occurred_at, source, key, ord)
+    ORDER BY a.ord
+    ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, created_at
+    """
+)
 
 
 async def by_idempotency_keys(
