@@ -190,7 +190,7 @@ activities = Table(
     "activities",
     metadata,
     Column("id", Text, primary_key=True),
-    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("workspace_id", Text, nullable=False),  # the lead's (no key of its own)
     Column("lead_id", Text, ForeignKey("leads.id"), nullable=False),
     Column("type", Text, nullable=False),
     Column("data", JSONB, nullable=False),  # the activity's properties

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -184,18 +185,26 @@ async def update_lead(
 async def touch_activity(
     conn: AsyncConnection, *, workspace_id: str, lead_ids: Sequence[str], times: Sequence[datetime]
 ) -> None:
-    """last_activity_at = the later of its value and the given time, lead by lead (ids
-    sorted by the caller: rows are locked in that order)."""
-    await conn.execute(_TOUCH, {"ws": workspace_id, "ids": list(lead_ids), "times": list(times)})
+    """last_activity_at = the later of its value and the given time, lead by lead (rows are
+    locked in id order). The pairs travel as one JSON text: a driver builds it far faster
+    than arrays of 10,000 timestamps."""
+    pairs = json.dumps(
+        [[lead_id, at.isoformat()] for lead_id, at in zip(lead_ids, times, strict=True)]
+    )
+    await conn.execute(_TOUCH, {"ws": workspace_id, "pairs": pairs})
 
 
 _TOUCH = text(
     """
     WITH given AS (
-        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:times AS timestamptz[])) AS g(id, at)
+        SELECT p ->> 0 AS id, (p ->> 1)::timestamptz AS at
+        FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p
     ), locked AS (
+        -- Only leads whose time moves: an older activity locks (and writes) nothing.
         SELECT l.id FROM leads l JOIN given g ON g.id = l.id
-        WHERE l.workspace_id = :ws ORDER BY l.id FOR NO KEY UPDATE OF l
+        WHERE l.workspace_id = :ws
+          AND (l.last_activity_at IS NULL OR l.last_activity_at < g.at)
+        ORDER BY l.id FOR NO KEY UPDATE OF l
     )
     UPDATE leads l SET last_activity_at = greatest(l.last_activity_at, g.at)
     FROM given g WHERE l.id = g.id AND l.id IN (SELECT id FROM locked)

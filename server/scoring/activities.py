@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -416,36 +416,10 @@ async def create_batch(
         raise InvalidArgument.on(
             "activities", f"give 1 to {MAX_BATCH} activities", reason="ACTIVITY_BATCH_SIZE"
         )
-    return await _record_inputs(db, workspace_id, activities, start=0, now=now or utc_now())
+    return await record_inputs(db, workspace_id, activities, start=0, now=now or utc_now())
 
 
-async def record_stream(
-    db: Database,
-    *,
-    workspace_id: str,
-    messages: AsyncIterable[Sequence[ActivityInput]],
-    clock: Callable[[], datetime] = utc_now,
-) -> StreamTally:
-    """Each message recorded in its own transaction as it arrives, so a long stream commits
-    as it goes; items are numbered across the whole stream. A message over MAX_BATCH
-    refuses the call (the messages before it stay recorded)."""
-    tally = StreamTally()
-    start = number = 0
-    async for message in messages:
-        if len(message) > MAX_BATCH:
-            raise InvalidArgument.on(
-                "activities",
-                f"message {number} has {len(message)} activities, at most {MAX_BATCH}"
-                f" (the {number} messages before it were recorded)",
-                reason="ACTIVITY_BATCH_SIZE",
-            )
-        tally.add(await _record_inputs(db, workspace_id, message, start=start, now=clock()))
-        start += len(message)
-        number += 1
-    return tally
-
-
-async def _record_inputs(
+async def record_inputs(
     db: Database, workspace_id: str, inputs: Sequence[ActivityInput], *, start: int, now: datetime
 ) -> list[Outcome]:
     """Check each input (numbered from `start`), then record the good ones in one

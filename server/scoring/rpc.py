@@ -21,7 +21,7 @@ from server.rpc.convert import (
     update_paths,
 )
 from server.rpc.errors import to_status
-from server.scoring import activities, service
+from server.scoring import activities, ingest, service
 from server.scoring.enums import ContributionKind, ModelState
 from server.scoring.model import (
     EngagementRule,
@@ -228,11 +228,14 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
         request_iterator: AsyncIterator[scoring_service_pb2.StreamActivitiesRequest],
         context: Context,
     ) -> scoring_service_pb2.StreamActivitiesResponse:
-        async def messages() -> AsyncIterator[list[activities.ActivityInput]]:
+        async def messages() -> AsyncIterator[list[activities.ActivityInput] | bytes]:
             async for message in request_iterator:
-                yield [activity_from_proto(item) for item in message.activities]
+                if message.activities:
+                    yield [activity_from_proto(item) for item in message.activities]
+                if message.ndjson:
+                    yield message.ndjson
 
-        tally = await activities.record_stream(
+        tally = await ingest.record_stream(
             self.db, workspace_id=workspace_id(), messages=messages()
         )
         return scoring_service_pb2.StreamActivitiesResponse(

@@ -4,7 +4,7 @@ thresholds and when its score next changes by decay.
 
 `activities_lead_timeline` serves both the timeline (newest first) and the scoring engine
 (a lead's activities of a type since a horizon); the (workspace, type, time) index had no
-reader and only slowed every insert.
+reader and only slowed every insert, as did a second foreign key check per row.
 
 Revision ID: 0010
 """
@@ -35,6 +35,9 @@ def upgrade() -> None:
     op.execute("DROP INDEX IF EXISTS activities_lead")
     op.execute("DROP INDEX IF EXISTS activities_workspace_type")
     op.execute("CREATE INDEX activities_lead_timeline ON activities (lead_id, occurred_at, id)")
+    # An activity's workspace is its lead's, whose own key to workspaces already holds it:
+    # checking it again for every row cost bulk ingest a quarter of its time.
+    op.execute("ALTER TABLE activities DROP CONSTRAINT IF EXISTS activities_workspace_id_fkey")
     op.execute(
         """
         CREATE TABLE scoring_models (
@@ -70,6 +73,10 @@ def downgrade() -> None:
     op.execute("DROP TABLE IF EXISTS lead_scores")
     op.execute("DROP TABLE IF EXISTS scoring_models")
     op.execute("DROP INDEX IF EXISTS activities_lead_timeline")
+    op.execute(
+        "ALTER TABLE activities ADD CONSTRAINT activities_workspace_id_fkey"
+        " FOREIGN KEY (workspace_id) REFERENCES workspaces(id)"
+    )
     op.execute("DROP INDEX IF EXISTS activities_idempotency")
     op.execute("CREATE INDEX activities_lead ON activities (lead_id, occurred_at)")
     op.execute(

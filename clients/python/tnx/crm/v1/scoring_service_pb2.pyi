@@ -178,6 +178,14 @@ class StreamActivitiesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTIVITIES_FIELD_NUMBER: _builtins.int
+    NDJSON_FIELD_NUMBER: _builtins.int
+    ndjson: _builtins.bytes
+    """Or (the fastest way to send many): activities as newline-delimited JSON, one Activity
+    object per line in its JSON form (`{"lead_id": "lead_…", "type": "page_view",
+    "occurred_at": "2026-12-04T10:00:00Z", "properties": {…}}`), UTF-8, split across
+    messages anywhere (a line may continue in the next message). Lines are numbered with
+    the stream's items; each is checked as `activities` are.
+    """
     @_builtins.property
     def activities(self) -> _containers.RepeatedCompositeFieldContainer[_scoring_pb2.Activity]:
         """Up to 1,000 activities."""
@@ -186,10 +194,11 @@ class StreamActivitiesRequest(_message.Message):
         self,
         *,
         activities: _abc.Iterable[_scoring_pb2.Activity] | None = ...,
+        ndjson: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activities", b"activities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activities", b"activities", "ndjson", b"ndjson"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
