@@ -81,6 +81,9 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
         _wait_for_port(settings.grpc_host, settings.grpc_port, server)
         # Background work runs in workers on the embedded broker (or CRM_BROKER_URL): two,
         # so a long import never holds up the scoring tick; the scheduler sends the tick.
+        from server import worker  # Celery loads only for the commands that need it
+
+        worker.declare_queues(settings, url)
         for command in ("worker", "worker", "scheduler"):
             children.append(
                 subprocess.Popen([sys.executable, "-m", "server.cli", command], env=env)

@@ -89,6 +89,21 @@ def register_all(app: Celery, url: str) -> list[str]:
     return queues
 
 
+def declare_queues(settings: Settings, url: str) -> list[str]:
+    """Declare every domain's queue once, before processes that would each declare them
+    start together: kombu's SQLAlchemy transport creates a queue with a plain INSERT, so
+    two workers (or a worker and the scheduler) starting at once could collide on it."""
+    from kombu import Queue
+
+    app = make_app(broker_url(settings, url))
+    queues = register_all(app, url)
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for name in queues:
+            Queue(name).bind(channel).declare()
+    return queues
+
+
 def worker_main(settings: Settings, url: str) -> None:
     """`tnx-crm worker`: one process, one task at a time (run more processes for more)."""
     app = make_app(broker_url(settings, url))
