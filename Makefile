@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports clean
+.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports bench-scoring clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench-forms: $(STAMP) gateway/build/descriptor.binpb
 # Bulk import end to end against COPY + INSERT … ON CONFLICT, worker RSS, upload MB/s.
 bench-imports: $(STAMP) gateway/build/descriptor.binpb
 	$(BIN)/python -m bench.imports
+
+# StreamActivities against COPY, CreateActivity against CreateLead, rebuild and decay against
+# one UPDATE of the same leads (bench/scoring.py). No Envoy: no descriptor set needed.
+bench-scoring: $(STAMP)
+	$(BIN)/python -m bench.scoring
 
 clean:
 	rm -rf $(VENV) build gateway/build

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # A result row of any width (SQLAlchemy types rows by their column tuple).
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -46,3 +48,17 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def run_with_database(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one async action on a database of its own, from synchronous code (a worker task,
+    a CLI command, a test), and close it."""
+
+    async def run() -> T:
+        db = Database(make_engine(url, pool_size=1))
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())

@@ -170,6 +170,9 @@ async def write_lines(
         cursor.copy("COPY activity_lines (line) FROM STDIN") as copy,
     ):
         await copy.write(copy_ready(lines))
+    # Without statistics the planner guesses the table's size and hashes every lead of the
+    # workspace; with them it looks the lines' leads up by key.
+    await conn.execute(text("ANALYZE activity_lines"))
     params = {
         "ws": workspace_id,
         "now": now,

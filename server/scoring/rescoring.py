@@ -211,7 +211,8 @@ _NO_DECAY = text(
 
 _STALE = text(
     "SELECT l.id FROM leads l LEFT JOIN lead_scores s ON s.lead_id = l.id "
-    "WHERE l.workspace_id = :ws AND (s.model_version IS NULL OR s.model_version < :version) "
+    "WHERE l.workspace_id = :ws AND l.id > :after "
+    "AND (s.model_version IS NULL OR s.model_version < :version) "
     "ORDER BY l.id LIMIT :limit"
 )
 _READY = text(
@@ -219,12 +220,19 @@ _READY = text(
 )
 
 
+@dataclass(frozen=True)
+class RebuildStep:
+    rescored: int  # leads rescored by this step
+    after: str | None  # where the next step starts; None: the rebuild is done
+
+
 async def rebuild_batch(
-    conn: AsyncConnection, *, workspace_id: str, limit: int = REBUILD_BATCH
-) -> int:
-    """Rescore up to `limit` leads not yet scored with the current model version; when none
-    is left, the model is READY. Returns how many were rescored (the caller commits and
-    calls again while it returns `limit`). Crash-safe: progress is the lead_scores rows."""
+    conn: AsyncConnection, *, workspace_id: str, after: str = "", limit: int | None = None
+) -> RebuildStep:
+    """Rescore up to `limit` leads after `after` (in id order) not yet scored with the
+    current model version; when none is left, the model is READY. The caller commits and
+    continues from `after`. Crash-safe: a rebuild started again from "" skips what is done
+    (its progress is the lead_scores rows), and passing `after` saves reading them again."""
     model_row = (
         await conn.execute(
             text("SELECT version FROM scoring_models WHERE workspace_id = :ws"),
@@ -232,15 +240,14 @@ async def rebuild_batch(
         )
     ).first()
     if model_row is None:
-        return 0
-    stale = (
-        await conn.scalars(
-            _STALE, {"ws": workspace_id, "version": model_row.version, "limit": limit}
-        )
-    ).all()
+        return RebuildStep(0, None)
+    limit = limit or REBUILD_BATCH
+    params = {"ws": workspace_id, "version": model_row.version, "after": after, "limit": limit}
+    stale = list((await conn.scalars(_STALE, params)).all())
     model = await active_model(conn, workspace_id)
     if stale and model is not None:
         await rescore(conn, workspace_id=workspace_id, lead_ids=stale, cause="model", model=model)
     if len(stale) < limit or model is None:
         await conn.execute(_READY, {"ws": workspace_id, "version": model_row.version})
-    return len(stale) if model is not None else 0
+        return RebuildStep(len(stale) if model is not None else 0, None)
+    return RebuildStep(len(stale), stale[-1])

@@ -8,10 +8,9 @@ is its own transaction, and a rebuild's progress is the lead_scores rows it wrot
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from celery import Celery
 from sqlalchemy import text
 
 from server.config import Settings
-from server.db.engine import Database, make_engine
+from server.db.engine import Database, run_with_database
 from server.scoring import rescoring
 
 log = logging.getLogger("tnx.scoring")
@@ -41,26 +40,16 @@ def tick_seconds() -> float:
     return float(os.environ.get("CRM_SCORING_TICK_SECONDS", "60"))
 
 
-def _with_db(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = Database(make_engine(url, pool_size=1))
-        try:
-            return await action(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
-
-
 async def rebuild(db: Database, workspace_id: str) -> int:
     """Rescore the workspace's leads with its current model, a batch per transaction."""
     total = 0
-    while True:
+    after: str | None = ""
+    while after is not None:
         async with db.transaction() as conn:
-            done = await rescoring.rebuild_batch(conn, workspace_id=workspace_id)
-        total += done
-        if done < rescoring.REBUILD_BATCH:
-            return total
+            step = await rescoring.rebuild_batch(conn, workspace_id=workspace_id, after=after)
+        total += step.rescored
+        after = step.after
+    return total
 
 
 async def tick(db: Database, *, at: datetime | None = None) -> int:
@@ -88,14 +77,14 @@ def register(app: Celery, url: str) -> Sequence[str]:
         name=REBUILD, acks_late=True, reject_on_worker_lost=True, ignore_result=True
     )
     def run_rebuild(workspace_id: str) -> None:
-        count = _with_db(url, lambda db: rebuild(db, workspace_id))
+        count = run_with_database(url, lambda db: rebuild(db, workspace_id))
         log.info("workspace %s: %d leads rescored with its new model", workspace_id, count)
 
     @app.task(  # type: ignore[untyped-decorator]
         name=TICK, acks_late=True, reject_on_worker_lost=True, ignore_result=True
     )
     def run_tick() -> None:
-        count = _with_db(url, tick)
+        count = run_with_database(url, tick)
         if count:
             log.info("decay: %d leads rescored", count)
 

@@ -277,7 +277,8 @@ def test_a_model_change_rebuilds_every_lead_even_with_writes_meanwhile(
 
     async def rebuild_with_a_write_between_batches(d: Database) -> None:
         async with d.transaction() as conn:
-            await rescoring.rebuild_batch(conn, workspace_id=workspace.id)
+            step = await rescoring.rebuild_batch(conn, workspace_id=workspace.id)
+            assert step.rescored == 4 and step.after is not None
         async with d.transaction() as conn:
             await writes.record_activity_times(
                 conn, workspace_id=workspace.id, latest={leads[-1]: datetime.now(UTC)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,7 +13,7 @@ import psycopg
 
 from server.auth import service as auth
 from server.db import embedded, migrate
-from server.db.engine import Database, make_engine
+from server.db.engine import Database, run_with_database
 from server.db.url import libpq_url, normalise
 
 T = TypeVar("T")
@@ -51,14 +50,7 @@ def fresh_database() -> Iterator[str]:
 
 
 def run_with_db(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = Database(make_engine(url, pool_size=1))
-        try:
-            return await action(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
+    return run_with_database(url, action)
 
 
 def create_workspace(url: str, name: str = "acme") -> auth.CreatedKey:
