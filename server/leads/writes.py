@@ -142,14 +142,11 @@ async def patch(
     if "status" in values and not values["status"]:
         values["status"] = DEFAULT_STATUS
     country = custom.merge.get("country", (custom.replace or {}).get("country"))
-    if "phone" in whole and country is not None:
-        values["phone_e164"] = phone_e164(data.phone, {"country": country})
-    elif "phone" in whole or country is not None:
-        # The other half of the pair is stored: read it (under lock, as the write will).
-        current = current or await _locked(conn, workspace_id, lead_id)
-        phone = data.phone if "phone" in whole else current.phone
-        stored_country = current.custom_fields.get("country", "")
-        values["phone_e164"] = phone_e164(phone, {"country": country or stored_country})
+    if "phone" in whole or country is not None:
+        if "phone" not in whole or country is None:
+            # The other half of the pair is stored: read it (under lock, as the write will).
+            current = current or await _locked(conn, workspace_id, lead_id)
+        values["phone_e164"] = _phone_e164(data, whole, country, current)
     if relink or whole & {"company_id", "company", "email"}:
         link_by_email = relink or "email" in whole
         values.update(
@@ -179,6 +176,17 @@ async def patch(
             events=[catalogue.new(EventType.LEAD_UPDATED, lead_id, payload)],
         )
     return Written(row=row, created=False, changed=changed, segment_ids=segment_ids)
+
+
+def _phone_e164(
+    data: LeadInput, whole: set[str], country: str | None, current: AnyRow | None
+) -> str:
+    """The normalised phone after a patch: the new or stored phone, in the new or stored
+    country (`current` is read whenever one of the two is not in the patch)."""
+    phone = data.phone if "phone" in whole or current is None else current.phone
+    if country is None and current is not None:
+        country = current.custom_fields.get("country", "")
+    return phone_e164(phone, {"country": country or ""})
 
 
 async def upsert_by_email(

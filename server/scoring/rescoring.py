@@ -10,6 +10,7 @@ locks the lead before anything else — so rescoring never deadlocks with a writ
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,8 +43,7 @@ class ActiveModel:
 
 @functools.lru_cache(maxsize=512)
 def _parsed(key: str, document: str) -> Rules:
-    import json
-
+    """A model version's rules, parsed once per process (`key` names the version)."""
     return from_json(json.loads(document))
 
 
