@@ -345,8 +345,14 @@ async def _score(
             reason="SCORE_COMPUTED",
             violations=[FieldViolation("lead.score", "computed by the scoring model")],
         )
+    model = await rescoring.active_model(conn, workspace_id, row.scoring_version)
     changed = await rescoring.rescore(
-        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, refresh=False
+        conn,
+        workspace_id=workspace_id,
+        lead_ids=[row.id],
+        cause=cause,
+        model=model,
+        refresh=False,
     )
     if not changed:
         return row

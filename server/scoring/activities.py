@@ -290,8 +290,13 @@ async def _resolve(
 
 def _unknown_lead(item: Item) -> NotFound:
     name, value = ("email", item.email) if item.email else ("lead_id", item.lead_id)
-    error = NotFound.resource("lead", value)
-    error.violations.append(FieldViolation(f"{item.prefix}{name}", "no such lead here"))
+    return unknown_lead(f"{item.prefix}{name}", value)
+
+
+def unknown_lead(field_path: str, reference: str) -> NotFound:
+    """The error of an activity whose lead (by id or email) is not in the workspace."""
+    error = NotFound.resource("lead", reference)
+    error.violations.append(FieldViolation(field_path, "no such lead here"))
     return error
 
 

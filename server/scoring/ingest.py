@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import ids
 from server.db.engine import Database
-from server.errors import FieldViolation, InvalidArgument, NotFound
+from server.errors import FieldViolation, InvalidArgument
 from server.leads import writes
 from server.scoring import activities
 from server.scoring.enums import SCORE_ADJUSTED
 
-MAX_LINES = 20_000  # lines written per transaction; a message's bytes are split on lines
+MAX_PIECE_BYTES = 4 * 1024 * 1024  # NDJSON written per transaction, cut at a line's end
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS activity_lines (
@@ -108,7 +108,8 @@ inserted AS (
 )
 SELECT 'refused' AS kind, c.n, c.problems,
        c.lead IS NULL AND cardinality(c.problems) = 0 AS unknown_lead,
-       c.lead_id IS NOT NULL AS by_id, NULL AS lead_id, NULL::timestamptz AS occurred_at
+       c.lead_id IS NOT NULL AS by_id, coalesce(c.lead_id, c.email) AS lead_id,
+       NULL::timestamptz AS occurred_at
 FROM checked c
 WHERE NOT EXISTS (SELECT 1 FROM inserted i
                   WHERE i.id = 'act_' || :id_head || lpad(c.n::text, 10, '0'))
@@ -153,9 +154,9 @@ def copy_ready(lines: bytes) -> bytes:
 async def write_lines(
     conn: AsyncConnection, *, workspace_id: str, lines: bytes, start: int, now: datetime
 ) -> tuple[int, list[activities.Outcome]]:
-    """Write complete NDJSON lines (at most MAX_LINES) in the caller's transaction; returns
-    how many were recorded and an outcome for each duplicate or refused line, numbered from
-    `start`."""
+    """Write complete NDJSON lines (one piece: about MAX_PIECE_BYTES at most) in the
+    caller's transaction; returns how many were recorded and an outcome for each duplicate
+    or refused line, numbered from `start`."""
     if b"\x00" in lines:
         raise InvalidArgument.on("ndjson", "contains a NUL byte", reason=activities.INVALID)
     try:
@@ -213,11 +214,7 @@ def _refused(index: int, row: Any) -> activities.Outcome:
         return activities.Outcome(index, None, error=error)
     if row.unknown_lead:
         field = "lead_id" if row.by_id else "email"
-        error_nf = NotFound(
-            message="no such lead in this workspace",
-            reason="LEAD_NOT_FOUND",
-            violations=[FieldViolation(prefix + field, "unknown lead")],
-        )
+        error_nf = activities.unknown_lead(prefix + field, row.lead_id)
         return activities.Outcome(index, None, error=error_nf)
     return activities.Outcome(index, None, duplicate=True)
 
@@ -228,22 +225,17 @@ def _id_head() -> str:
     return ids.new_id("x")[2:18]
 
 
-def split_lines(data: bytes, limit: int = MAX_LINES) -> Sequence[bytes]:
-    """Complete lines cut into pieces of at most `limit` lines, each ending in a newline."""
-    if data.count(b"\n") <= limit:
-        return [data] if data else []
-    pieces: list[bytes] = []
+def pieces(data: bytes, size: int = MAX_PIECE_BYTES) -> Sequence[bytes]:
+    """Complete lines cut into pieces of about `size` bytes, each ending at a newline (one
+    search per piece, not per line)."""
+    found: list[bytes] = []
     start = 0
     while start < len(data):
-        end = start
-        for _ in range(limit):
-            found = data.find(b"\n", end)
-            if found < 0:
-                break
-            end = found + 1
-        pieces.append(data[start:end])
+        end = data.rfind(b"\n", start, start + size) + 1 or data.find(b"\n", start) + 1
+        end = end or len(data)  # no newline left: the rest is one (last) line
+        found.append(data[start:end])
         start = end
-    return pieces
+    return found
 
 
 async def record_stream(
@@ -255,7 +247,7 @@ async def record_stream(
 ) -> activities.StreamTally:
     """A stream's messages in order, each committed as it arrives (so a long stream commits
     as it goes): proto activities (at most MAX_BATCH a message) through `activities`, NDJSON
-    bytes here, up to MAX_LINES lines a transaction. Items are numbered across the whole
+    bytes here, about MAX_PIECE_BYTES a transaction. Items are numbered across the whole
     stream, NDJSON lines included. An oversized message refuses the call; what came before
     it stays recorded."""
     tally = activities.StreamTally()
@@ -263,7 +255,7 @@ async def record_stream(
     start = number = 0
     async for message in messages:
         if isinstance(message, bytes):
-            for piece in split_lines(lines.take(message)):
+            for piece in pieces(lines.take(message)):
                 start = await _write(db, workspace_id, piece, start, clock(), tally)
         else:
             _check_size(message, number)
@@ -273,7 +265,7 @@ async def record_stream(
             tally.add(outcomes)
             start += len(message)
         number += 1
-    for piece in split_lines(lines.rest()):
+    for piece in pieces(lines.rest()):
         start = await _write(db, workspace_id, piece, start, clock(), tally)
     return tally
 

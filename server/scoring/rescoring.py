@@ -9,7 +9,6 @@ locks the lead before anything else — so rescoring never deadlocks with a writ
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,23 +40,29 @@ class ActiveModel:
     key: str  # names its compiled statements: "workspace@version"
 
 
-@functools.lru_cache(maxsize=512)
-def _parsed(key: str, document: str) -> Rules:
-    """A model version's rules, parsed once per process (`key` names the version)."""
-    return from_json(json.loads(document))
-
-
+# Parsed models by "workspace@version": a version's rules never change once published.
+_models: dict[str, ActiveModel | None] = {}
 _MODEL = text("SELECT version, model::text AS model FROM scoring_models WHERE workspace_id = :ws")
 
 
-async def active_model(conn: AsyncConnection, workspace_id: str) -> ActiveModel | None:
-    """The workspace's model, when it has one with at least one rule."""
+async def active_model(
+    conn: AsyncConnection, workspace_id: str, version: int | None = None
+) -> ActiveModel | None:
+    """The workspace's model, when it has one with at least one rule. `version`: the
+    version the caller already read (a lead write's statement does), so a model seen
+    before costs no query."""
+    if version is not None and f"{workspace_id}@{version}" in _models:
+        return _models[f"{workspace_id}@{version}"]
     row = (await conn.execute(_MODEL, {"ws": workspace_id})).first()
     if row is None:
         return None
     key = f"{workspace_id}@{row.version}"
-    rules = _parsed(key, row.model)
-    return ActiveModel(rules, row.version, key) if rules.active else None
+    if key not in _models:
+        if len(_models) > 512:  # old versions of busy models: start over
+            _models.clear()
+        rules = from_json(json.loads(row.model))
+        _models[key] = ActiveModel(rules, row.version, key) if rules.active else None
+    return _models[key]
 
 
 def version_column(workspace_id: str | ColumnElement[str]) -> Label[int | None]:

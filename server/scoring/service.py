@@ -108,11 +108,10 @@ _STORED = text(
 async def lead_score(db: Database, *, workspace_id: str, lead_id: str) -> LeadScore:
     """The lead's score with every point explained, as of when it was computed (or, when it
     is not yet scored with the current model version, as of now)."""
-    async with db.read() as conn:
-        stored = (await conn.execute(_STORED, {"ws": workspace_id, "lead_id": lead_id})).first()
-    if stored is None:
-        raise NotFound.resource("lead", lead_id)
     async with db.transaction() as conn:
+        stored = (await conn.execute(_STORED, {"ws": workspace_id, "lead_id": lead_id})).first()
+        if stored is None:
+            raise NotFound.resource("lead", lead_id)
         model = await rescoring.active_model(conn, workspace_id)
         if model is None:
             # A score written by clients: nothing to explain.
