@@ -10,7 +10,7 @@ locks the lead before anything else — so rescoring never deadlocks with a writ
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -186,17 +186,28 @@ REBUILD_BATCH = 5_000
 _DUE = text(
     "SELECT workspace_id, lead_id FROM lead_scores "
     "WHERE next_change_at IS NOT NULL AND next_change_at <= :at "
-    "ORDER BY next_change_at LIMIT :limit"
+    "ORDER BY workspace_id, lead_id"
 )
 
 
-async def decay_due(conn: AsyncConnection, *, at: datetime, limit: int = DECAY_BATCH) -> int:
-    """Rescore up to `limit` leads whose score decay changes by `at` (known from
-    lead_scores.next_change_at, so no lead is read before its moment); returns how many.
-    The caller commits; run again while it returns `limit`."""
-    rows = (await conn.execute(_DUE, {"at": at, "limit": limit})).all()
+async def due_batches(
+    conn: AsyncConnection, *, at: datetime, size: int = DECAY_BATCH
+) -> AsyncIterator[Sequence[Any]]:
+    """The leads whose score decay changes by `at` (found through lead_scores.next_change_at,
+    so no lead is read before its moment), `size` at a time, from one snapshot read on
+    `conn` while the caller writes each batch in a transaction of its own. In lead id order,
+    not due-time order: a batch then updates neighbouring rows, where due-time order is
+    random over the table and touches (and logs) a page per lead."""
+    result = await conn.stream(_DUE, {"at": at})
+    async for batch in result.partitions(size):
+        yield batch
+
+
+async def decay(conn: AsyncConnection, *, at: datetime, due: Sequence[Any]) -> int:
+    """Rescore at `at` the (workspace_id, lead_id) rows of one batch from `due_batches`;
+    returns how many. The caller commits."""
     by_workspace: dict[str, list[str]] = {}
-    for row in rows:
+    for row in due:
         by_workspace.setdefault(row.workspace_id, []).append(row.lead_id)
     for workspace_id, lead_ids in sorted(by_workspace.items()):
         model = await active_model(conn, workspace_id)
@@ -207,7 +218,7 @@ async def decay_due(conn: AsyncConnection, *, at: datetime, limit: int = DECAY_B
         await rescore(
             conn, workspace_id=workspace_id, lead_ids=lead_ids, cause="decay", model=model, at=at
         )
-    return len(rows)
+    return len(due)
 
 
 _NO_DECAY = text(

@@ -64,12 +64,11 @@ async def tick(db: Database, *, at: datetime | None = None) -> int:
         await rebuild(db, workspace_id)
     moment = at or datetime.now(UTC)
     total = 0
-    while True:
-        async with db.transaction() as conn:
-            done = await rescoring.decay_due(conn, at=moment)
-        total += done
-        if done < rescoring.DECAY_BATCH:
-            return total
+    async with db.transaction() as reader:
+        async for due in rescoring.due_batches(reader, at=moment):
+            async with db.transaction() as conn:
+                total += await rescoring.decay(conn, at=moment, due=due)
+    return total
 
 
 def register(app: Celery, url: str) -> Sequence[str]:
