@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports bench-scoring clean
+.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports bench-scoring bench-triggers clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-imports: $(STAMP) gateway/build/descriptor.binpb
 # one UPDATE of the same leads (bench/scoring.py). No Envoy: no descriptor set needed.
 bench-scoring: $(STAMP)
 	$(BIN)/python -m bench.scoring
+
+bench-triggers: $(STAMP)
+	$(BIN)/python -m bench.triggers
 
 clean:
 	rm -rf $(VENV) build gateway/build

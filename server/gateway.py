@@ -18,6 +18,7 @@ TRANSCODED_SERVICES = [
     "tnx.crm.v1.ImportService",
     "tnx.crm.v1.FormService",
     "tnx.crm.v1.ScoringService",
+    "tnx.crm.v1.TriggerService",
     "tnx.public.v1.PublicFormService",
 ]
 MAX_JSON_BODY_BYTES = 1024 * 1024

@@ -29,7 +29,11 @@ from server.config import Settings
 from server.db.url import database_url
 
 # Every domain whose tasks a worker runs; a worker listens to all of their queues.
-TASK_MODULES: tuple[str, ...] = ("server.imports.tasks", "server.scoring.tasks")
+TASK_MODULES: tuple[str, ...] = (
+    "server.imports.tasks",
+    "server.scoring.tasks",
+    "server.triggers.tasks",
+)
 SQLA_POLL_SECONDS = 0.25
 
 

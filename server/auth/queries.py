@@ -49,6 +49,21 @@ async def find_live_key(conn: AsyncConnection, *, prefix: str) -> Row[str, str, 
     return (await conn.execute(query)).first()
 
 
+async def key_is_live(conn: AsyncConnection, *, key_id: str, workspace_id: str) -> bool:
+    """The key exists, is not revoked, and its workspace is still there (primary keys)."""
+    query = select(
+        select(api_keys.c.id)
+        .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
+        .where(
+            api_keys.c.id == key_id,
+            api_keys.c.workspace_id == workspace_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+        .exists()
+    )
+    return bool((await conn.execute(query)).scalar())
+
+
 async def touch_key(conn: AsyncConnection, *, key_id: str, now: datetime) -> None:
     await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
 

@@ -58,6 +58,15 @@ class Authenticator:
                 await queries.touch_key(conn, key_id=row.id, now=datetime.now(UTC))
         return Principal(workspace_id=row.workspace_id, key_id=row.id)
 
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether the key a call was authenticated with still holds (not revoked, its
+        workspace not gone). Calls that outlive their authentication, such as an open
+        WatchEvents stream, ask this every few seconds: one indexed read, no cache."""
+        async with self._db.read() as conn:
+            return await queries.key_is_live(
+                conn, key_id=principal.key_id, workspace_id=principal.workspace_id
+            )
+
     def _should_touch(self, key_id: str) -> bool:
         now = time.monotonic()
         if now - self._last_touched.get(key_id, -LAST_USED_RESOLUTION_S) < LAST_USED_RESOLUTION_S:

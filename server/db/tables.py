@@ -279,3 +279,50 @@ import_row_errors = Table(
     Column("reason", Text, nullable=False),
     Column("raw", JSONB),
 )
+
+# Triggers (migration 0011): what to do with events, the fan-out positions, and deliveries.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("event_types", ARRAY(Text), nullable=False),
+    Column("condition", JSONB, nullable=False),
+    Column("action_kind", Text, nullable=False),  # 'webhook' | 'slack' | 'enrichment'
+    Column("action", JSONB, nullable=False),  # the action's settings, never a secret
+    Column("secrets", JSONB, nullable=False),  # [{"secret": "whsec_…", "until": iso | null}]
+    Column("disabled_reason", Text, nullable=False),
+    Column("send_after", DateTime(timezone=True)),  # Slack pacing
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+trigger_cursors = Table(
+    "trigger_cursors",
+    metadata,
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), primary_key=True),
+    Column("txid", Xid8, nullable=False),
+    Column("event_row", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("trigger_id", Text, ForeignKey("triggers.id"), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("lead_id", Text),
+    Column("body", Text, nullable=False),  # the exact JSON sent (and signed) on every attempt
+    Column("status", Text, nullable=False),  # 'pending' | 'succeeded' | 'failed' | 'dead'
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_http_status", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

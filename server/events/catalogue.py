@@ -211,3 +211,17 @@ def sql_payload(event_type: EventType, **expressions: str) -> str:
 def event_id(number: int) -> str:
     """The public id of the event stored as row `number`: stable on every read."""
     return f"{EVENT_ID_PREFIX}{number}"
+
+
+_ABOUT_THEIR_SUBJECT_LEAD = ("lead.", "segment.lead_")
+
+
+def lead_of(event_type: str, subject_id: str, payload: dict[str, Any]) -> str | None:
+    """The lead an event is about, if any: the subject of lead.* and segment.lead_* events,
+    the submitting lead of form.submitted."""
+    if event_type.startswith(_ABOUT_THEIR_SUBJECT_LEAD):
+        return subject_id
+    if event_type == EventType.FORM_SUBMITTED:
+        lead_id = payload.get("lead_id")
+        return lead_id if isinstance(lead_id, str) else None
+    return None

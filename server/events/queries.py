@@ -10,7 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow
 from server.db.tables import events as events_table
-from server.events.catalogue import NewEvent
+from server.events.catalogue import EventType, NewEvent
+
+# The events that name a segment in their payload rather than as their subject.
+SEGMENT_MEMBERSHIP_TYPES = [str(EventType.SEGMENT_LEAD_ENTERED), str(EventType.SEGMENT_LEAD_EXITED)]
+# A segment's own events: the segment is their subject.
+SEGMENT_OWN_TYPES = [
+    str(EventType.SEGMENT_CREATED),
+    str(EventType.SEGMENT_UPDATED),
+    str(EventType.SEGMENT_DELETED),
+]
 
 
 async def insert_events(
@@ -35,10 +44,13 @@ async def events_after(
     after: tuple[int, int],
     types: Sequence[str],
     subject_id: str,
+    segment_id: str = "",
     limit: int,
 ) -> list[AnyRow]:
     """Events in commit-visibility order after a position (txid, id), only from transactions
-    older than every transaction still running: a late commit can't land behind a cursor."""
+    older than every transaction still running: a late commit can't land behind a cursor.
+    `segment_id`: the segment's entries and exits (named in their payload) and its own
+    events (the segment as subject)."""
     sql = (
         "SELECT id, txid::text::bigint AS txid, type, subject_id, payload, created_at FROM events "
         "WHERE workspace_id = :ws AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
@@ -51,5 +63,23 @@ async def events_after(
     if subject_id:
         sql += " AND subject_id = :subject"
         params["subject"] = subject_id
+    if segment_id:
+        sql += (
+            " AND ((type = ANY(:membership_types) AND payload->>'segment_id' = :segment)"
+            " OR subject_id = :segment)"
+        )
+        params["segment"] = segment_id
+        params["membership_types"] = SEGMENT_MEMBERSHIP_TYPES
     sql += " ORDER BY txid, id LIMIT :limit"
     return list((await conn.execute(text(sql), params)).all())
+
+
+async def segment_has_events(conn: AsyncConnection, *, workspace_id: str, segment_id: str) -> bool:
+    """Whether the workspace wrote a segment's own events (every segment is created with
+    `segment.created`; a deleted one keeps them); index events_subject_position."""
+    sql = (
+        "SELECT EXISTS (SELECT 1 FROM events WHERE subject_id = :segment "
+        "AND workspace_id = :ws AND type = ANY(:own_types))"
+    )
+    params = {"segment": segment_id, "ws": workspace_id, "own_types": SEGMENT_OWN_TYPES}
+    return bool((await conn.execute(text(sql), params)).scalar())

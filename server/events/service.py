@@ -4,7 +4,8 @@ same transaction as the change, so an event exists exactly when its change commi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import Database
-from server.errors import InvalidArgument
+from server.errors import FieldViolation, InvalidArgument, NotFound, Unauthenticated
 from server.events import queries
 from server.events.catalogue import NewEvent, event_id
+from server.events.settings import WatchSettings
 from server.pagination import CursorCodec, Keyset, page_size
 
 WATCH_POLL_SECONDS = 0.2
@@ -38,6 +40,17 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """What a watch sends when it has been quiet for a while: not a catalogued event (no id,
+    no subject, no payload); its cursor is the position the watch has read up to."""
+
+    cursor: str
+
+
+HEARTBEAT_TYPE = "heartbeat"
+
+
+@dataclass(frozen=True)
 class EventPage:
     events: list[Event]
     next_cursor: str
@@ -47,20 +60,103 @@ CURSOR_QUERY = "events"  # positions are global, so a cursor survives a change o
 MAX_TYPES = 50
 MAX_SUBJECT = 100
 
+Position = tuple[int, int]
+# Whether the caller's credentials still hold; a watch asks it every few seconds.
+StillAuthorized = Callable[[], Awaitable[bool]]
 
-def _position(codec: CursorCodec, workspace_id: str, cursor: str) -> tuple[int, int]:
+
+@dataclass(frozen=True)
+class _Filter:
+    """A checked request: which events of which workspace."""
+
+    workspace_id: str
+    types: list[str]
+    subject_id: str
+    segment_id: str
+
+
+def _position(codec: CursorCodec, workspace_id: str, cursor: str) -> Position:
     keyset = Keyset(codec, workspace_id, CURSOR_QUERY, field="after")
     position = keyset.position(cursor, int, int)
     return (0, 0) if position is None else (position[0], position[1])
 
 
-def _subject(subject_id: str) -> str:
-    subject = subject_id.strip()
-    if len(subject) > MAX_SUBJECT or "\x00" in subject:
+def _encode(codec: CursorCodec, workspace_id: str, position: Position) -> str:
+    return codec.encode(workspace_id=workspace_id, query=CURSOR_QUERY, position=list(position))
+
+
+def _id_field(name: str, value: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_SUBJECT or "\x00" in value:
         raise InvalidArgument.on(
-            "subject_id", f"an id of at most {MAX_SUBJECT} characters", reason="EVENTS_INVALID"
+            name, f"an id of at most {MAX_SUBJECT} characters", reason="EVENTS_INVALID"
         )
-    return subject
+    return value
+
+
+async def _checked(
+    db: Database,
+    *,
+    workspace_id: str,
+    types: Sequence[str],
+    subject_id: str,
+    segment_id: str,
+) -> _Filter:
+    if len(types) > MAX_TYPES:
+        raise InvalidArgument.on("types", f"at most {MAX_TYPES} types", reason="EVENTS_INVALID")
+    checked = _Filter(
+        workspace_id=workspace_id,
+        types=list(types),
+        subject_id=_id_field("subject_id", subject_id),
+        segment_id=_id_field("segment_id", segment_id),
+    )
+    if checked.segment_id:
+        await _require_known_segment(db, workspace_id=workspace_id, segment_id=checked.segment_id)
+    return checked
+
+
+async def _require_known_segment(db: Database, *, workspace_id: str, segment_id: str) -> None:
+    """A segment this workspace created (live or deleted: its history stays readable), as
+    its own events show; else NotFound, as for any other workspace's id."""
+    async with db.read() as conn:
+        known = await queries.segment_has_events(
+            conn, workspace_id=workspace_id, segment_id=segment_id
+        )
+    if not known:
+        error = NotFound.resource("segment", segment_id)
+        error.violations.append(FieldViolation("segment_id", "unknown segment"))
+        raise error
+
+
+async def _read(
+    db: Database, codec: CursorCodec, query: _Filter, after: Position, limit: int
+) -> tuple[list[Event], Position]:
+    """Up to `limit` events after a position, and the position after the last of them."""
+    async with db.transaction() as conn:
+        rows = await queries.events_after(
+            conn,
+            workspace_id=query.workspace_id,
+            after=after,
+            types=query.types,
+            subject_id=query.subject_id,
+            segment_id=query.segment_id,
+            limit=limit,
+        )
+    found = []
+    position = after
+    for row in rows:
+        position = (row.txid, row.id)
+        found.append(
+            Event(
+                id=event_id(row.id),
+                cursor=_encode(codec, query.workspace_id, position),
+                type=row.type,
+                subject_id=row.subject_id,
+                payload=row.payload,
+                created_at=row.created_at,
+            )
+        )
+    return found, position
 
 
 async def list_events(
@@ -71,41 +167,16 @@ async def list_events(
     after: str,
     types: Sequence[str],
     subject_id: str = "",
+    segment_id: str = "",
     limit: int,
 ) -> EventPage:
     size = page_size(limit)
-    if len(types) > MAX_TYPES:
-        raise InvalidArgument.on("types", f"at most {MAX_TYPES} types", reason="EVENTS_INVALID")
-    subject_id = _subject(subject_id)
     position = _position(codec, workspace_id, after)
-    async with db.transaction() as conn:
-        rows = await queries.events_after(
-            conn,
-            workspace_id=workspace_id,
-            after=position,
-            types=types,
-            subject_id=subject_id,
-            limit=size,
-        )
-    found = []
-    for row in rows:
-        position = (row.txid, row.id)
-        found.append(
-            Event(
-                id=event_id(row.id),
-                cursor=codec.encode(
-                    workspace_id=workspace_id, query=CURSOR_QUERY, position=list(position)
-                ),
-                type=row.type,
-                subject_id=row.subject_id,
-                payload=row.payload,
-                created_at=row.created_at,
-            )
-        )
-    next_cursor = codec.encode(
-        workspace_id=workspace_id, query=CURSOR_QUERY, position=list(position)
+    query = await _checked(
+        db, workspace_id=workspace_id, types=types, subject_id=subject_id, segment_id=segment_id
     )
-    return EventPage(events=found, next_cursor=next_cursor)
+    found, position = await _read(db, codec, query, position, size)
+    return EventPage(events=found, next_cursor=_encode(codec, workspace_id, position))
 
 
 async def watch_events(
@@ -116,23 +187,41 @@ async def watch_events(
     after: str,
     types: Sequence[str],
     subject_id: str = "",
+    segment_id: str = "",
+    still_authorized: StillAuthorized | None = None,
+    settings: WatchSettings | None = None,
     poll_seconds: float = WATCH_POLL_SECONDS,
-) -> AsyncIterator[Event]:
+) -> AsyncIterator[Event | Heartbeat]:
     """Every event after the cursor, then each new one as it becomes visible, until the
-    caller stops listening. Resuming from any delivered event's cursor repeats nothing."""
-    cursor = after
+    caller stops listening. Resuming from any delivered event's or heartbeat's cursor
+    repeats nothing and misses nothing.
+
+    When nothing was sent for `settings.heartbeat_seconds` a `Heartbeat` goes out. Every
+    `settings.key_check_seconds` the watch asks `still_authorized`; once it says no, the
+    watch ends with Unauthenticated (a revoked key stops its open streams)."""
+    settings = settings or WatchSettings()
+    position = _position(codec, workspace_id, after)
+    query = await _checked(
+        db, workspace_id=workspace_id, types=types, subject_id=subject_id, segment_id=segment_id
+    )
+    last_sent = last_checked = time.monotonic()
     while True:
-        page = await list_events(
-            db,
-            codec,
-            workspace_id=workspace_id,
-            after=cursor,
-            types=types,
-            subject_id=subject_id,
-            limit=WATCH_BATCH,
-        )
-        for event in page.events:
+        if still_authorized is not None and (
+            time.monotonic() - last_checked >= settings.key_check_seconds
+        ):
+            if not await still_authorized():
+                raise Unauthenticated(
+                    "the API key was revoked (or its workspace removed) while the watch was open",
+                    reason="API_KEY_REVOKED",
+                )
+            last_checked = time.monotonic()
+        found, position = await _read(db, codec, query, position, WATCH_BATCH)
+        for event in found:
             yield event
-        cursor = page.next_cursor
-        if len(page.events) < WATCH_BATCH:
+        if found:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= settings.heartbeat_seconds:
+            yield Heartbeat(cursor=_encode(codec, workspace_id, position))
+            last_sent = time.monotonic()
+        if len(found) < WATCH_BATCH:
             await asyncio.sleep(poll_seconds)

@@ -135,6 +135,18 @@ def _get_statement() -> Select[Any]:
     )
 
 
+async def get_leads(
+    conn: AsyncConnection, *, workspace_id: str, lead_ids: Sequence[str]
+) -> list[AnyRow]:
+    """Several leads with their linked companies, as get_lead reads one."""
+    query = (
+        select(*LEAD_COLUMNS, *linking.LINKED_COLUMNS)
+        .select_from(linking.with_linked_company())
+        .where(leads.c.workspace_id == workspace_id, leads.c.id.in_(list(lead_ids)))
+    )
+    return list((await conn.execute(query)).all())
+
+
 async def lock_lead(conn: AsyncConnection, *, workspace_id: str, lead_id: str) -> AnyRow | None:
     query = select(*LEAD_COLUMNS).where(_scoped(workspace_id, lead_id)).with_for_update()
     return (await conn.execute(query)).first()

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from tnx.crm.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from server.companies import rpc as companies_rpc
@@ -32,6 +32,15 @@ _STATUS_TO_PROTO = {
     "disqualified": lead_pb2.LEAD_STATUS_DISQUALIFIED,
 }
 _STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+
+
+def to_json(lead: service.Lead) -> dict[str, Any]:
+    """The lead as REST shows it (what a webhook's `data.lead` carries)."""
+    return json_format.MessageToDict(
+        to_proto(lead),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
 
 
 def to_proto(lead: service.Lead) -> lead_pb2.Lead:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields, replace
 
 from sqlalchemy import ColumnElement, and_
@@ -77,6 +78,17 @@ async def get_lead(db: Database, *, workspace_id: str, lead_id: str) -> Lead:
         raise NotFound.resource("lead", lead_id)
     company = linking.linked_from_row(row)
     return _to_lead(row, {company.id: company} if company else None)
+
+
+async def snapshots(
+    conn: AsyncConnection, *, workspace_id: str, lead_ids: Sequence[str]
+) -> dict[str, Lead]:
+    """The leads as GetLead shows them, by id (missing ids are left out)."""
+    found: dict[str, Lead] = {}
+    for row in await queries.get_leads(conn, workspace_id=workspace_id, lead_ids=lead_ids):
+        company = linking.linked_from_row(row)
+        found[row.id] = _to_lead(row, {company.id: company} if company else None)
+    return found
 
 
 async def update_lead(

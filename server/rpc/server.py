@@ -28,6 +28,8 @@ from tnx.crm.v1 import (
     scoring_service_pb2_grpc,
     segment_service_pb2,
     segment_service_pb2_grpc,
+    trigger_service_pb2,
+    trigger_service_pb2_grpc,
 )
 from tnx.public.v1 import public_form_service_pb2, public_form_service_pb2_grpc
 
@@ -47,12 +49,14 @@ from server.imports import settings as import_settings
 from server.imports.rpc import ImportServicer
 from server.imports.tasks import enqueuer
 from server.leads.rpc import LeadServicer
+from server.outbound import AllowList
 from server.pagination import CursorCodec
 from server.rpc.interceptors import RequestInterceptor
 from server.scoring import tasks as scoring_tasks
 from server.scoring.rpc import ScoringServicer
 from server.segments.rpc import SegmentServicer
 from server.segments.service import SegmentBuilder
+from server.triggers.rpc import TriggerServicer
 
 log = logging.getLogger("tnx.server")
 
@@ -64,6 +68,7 @@ SERVICE_NAMES = [
     import_service_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
     form_service_pb2.DESCRIPTOR.services_by_name["FormService"].full_name,
     scoring_service_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
+    trigger_service_pb2.DESCRIPTOR.services_by_name["TriggerService"].full_name,
     public_form_service_pb2.DESCRIPTOR.services_by_name["PublicFormService"].full_name,
 ]
 SHUTDOWN_GRACE_S = 5.0
@@ -98,8 +103,9 @@ def build_server(
 ) -> tuple[grpc.aio.Server, Any]:
     """The server with every public service registered; `extra` may register more (the
     benchmark's echo service) so they run behind exactly the same pipeline."""
+    authenticator = Authenticator(app.db)
     server = grpc.aio.server(
-        interceptors=[RequestInterceptor(Authenticator(app.db))],
+        interceptors=[RequestInterceptor(authenticator)],
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -116,7 +122,7 @@ def build_server(
         SegmentServicer(app.db, app.cursors, app.builder), server
     )
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
-        EventServicer(app.db, app.cursors), server
+        EventServicer(app.db, app.cursors, key_check=authenticator.still_valid), server
     )
     db_url = app.db.engine.url.render_as_string(hide_password=False)
     import_service_pb2_grpc.add_ImportServiceServicer_to_server(
@@ -129,6 +135,9 @@ def build_server(
     scoring_service_pb2_grpc.add_ScoringServiceServicer_to_server(
         ScoringServicer(app.db, app.cursors, rebuild=scoring_tasks.enqueuer(settings, db_url)),
         server,
+    )
+    trigger_service_pb2_grpc.add_TriggerServiceServicer_to_server(
+        TriggerServicer(app.db, app.cursors, AllowList.from_env()), server
     )
     limits = SubmissionLimits.per_minute(
         per_ip=settings.form_ip_rate_limit_per_minute, per_form=settings.form_rate_limit_per_minute

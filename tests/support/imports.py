@@ -43,6 +43,9 @@ def import_env(**extra: str) -> dict[str, str]:
         "CRM_IMPORT_SWEEP_SECONDS": "1",
         "CRM_IMPORT_REQUEUE_SECONDS": "3",
         "CRM_SCORING_QUEUE": SCORING_QUEUE,
+        # Webhook receivers in tests listen on 127.0.0.2 (tests/triggers/receiver.py): the
+        # only private address the outbound guard lets through here.
+        "CRM_OUTBOUND_ALLOW": "127.0.0.2/32",
         **extra,
     }
 

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etnx/crm/v1/event_service.proto\x12\ntnx.crm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x05\x45vent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02id\x18\x06 \x01(\t\"T\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\nsubject_id\x18\x04 \x01(\t\"L\n\x12ListEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.tnx.crm.v1.Event\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"F\n\x12WatchEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t2\xdd\x01\n\x0c\x45ventService\x12g\n\nListEvents\x12\x1d.tnx.crm.v1.ListEventsRequest\x1a\x1e.tnx.crm.v1.ListEventsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/crm/events\x12\x64\n\x0bWatchEvents\x12\x1e.tnx.crm.v1.WatchEventsRequest\x1a\x11.tnx.crm.v1.Event\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/crm/events:watch0\x01\x42\x12Z\x10tnx/crm/v1;crmv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etnx/crm/v1/event_service.proto\x12\ntnx.crm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x05\x45vent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02id\x18\x06 \x01(\t\"h\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\nsubject_id\x18\x04 \x01(\t\x12\x12\n\nsegment_id\x18\x05 \x01(\t\"L\n\x12ListEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.tnx.crm.v1.Event\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"Z\n\x12WatchEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x12\n\nsegment_id\x18\x04 \x01(\t2\xdd\x01\n\x0c\x45ventService\x12g\n\nListEvents\x12\x1d.tnx.crm.v1.ListEventsRequest\x1a\x1e.tnx.crm.v1.ListEventsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/crm/events\x12\x64\n\x0bWatchEvents\x12\x1e.tnx.crm.v1.WatchEventsRequest\x1a\x11.tnx.crm.v1.Event\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/crm/events:watch0\x01\x42\x12Z\x10tnx/crm/v1;crmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,11 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT']._serialized_start=140
   _globals['_EVENT']._serialized_end=299
   _globals['_LISTEVENTSREQUEST']._serialized_start=301
-  _globals['_LISTEVENTSREQUEST']._serialized_end=385
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=387
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=463
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=465
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=535
-  _globals['_EVENTSERVICE']._serialized_start=538
-  _globals['_EVENTSERVICE']._serialized_end=759
+  _globals['_LISTEVENTSREQUEST']._serialized_end=405
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=407
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=483
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=485
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=575
+  _globals['_EVENTSERVICE']._serialized_start=578
+  _globals['_EVENTSERVICE']._serialized_end=799
 # @@protoc_insertion_point(module_scope)

@@ -97,12 +97,19 @@ class ListEventsRequest(_message.Message):
     TYPES_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
     after: _builtins.str
     """A cursor from an event or a previous response; empty: from the beginning."""
     limit: _builtins.int
     """Page size: default 50, at most 1000."""
     subject_id: _builtins.str
     """Only events about this lead, segment, company or form (e.g. a lead's own history)."""
+    segment_id: _builtins.str
+    """Only events about this segment: `segment.lead_entered` and `segment.lead_exited` whose
+    payload `segment_id` is it, and the segment's own `segment.created`, `segment.updated`
+    and `segment.deleted`. An unknown segment, or another workspace's, is NOT_FOUND (a
+    deleted segment's events stay readable). Combines with the other filters (AND).
+    """
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these types (e.g. segment.lead_entered); empty: all."""
@@ -114,10 +121,11 @@ class ListEventsRequest(_message.Message):
         types: _abc.Iterable[_builtins.str] | None = ...,
         limit: _builtins.int = ...,
         subject_id: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "limit", b"limit", "subject_id", b"subject_id", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "limit", b"limit", "segment_id", b"segment_id", "subject_id", b"subject_id", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,10 +162,13 @@ class WatchEventsRequest(_message.Message):
     AFTER_FIELD_NUMBER: _builtins.int
     TYPES_FIELD_NUMBER: _builtins.int
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
     after: _builtins.str
     """A cursor from an event or a list response; empty: from the beginning."""
     subject_id: _builtins.str
     """Only events about this subject."""
+    segment_id: _builtins.str
+    """Only events about this segment (entries, exits and its own events), as in ListEvents."""
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these types; empty: all."""
@@ -168,10 +179,11 @@ class WatchEventsRequest(_message.Message):
         after: _builtins.str = ...,
         types: _abc.Iterable[_builtins.str] | None = ...,
         subject_id: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "subject_id", b"subject_id", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "segment_id", b"segment_id", "subject_id", b"subject_id", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,7 +61,21 @@ class EventServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchEvents(self, request, context):
-        """Streams events after a cursor as they commit, until the client goes away.
+        """Streams events after a cursor as they commit, for as long as the client stays: the
+        stream has no deadline of its own. When nothing has been sent for 15 s (the server's
+        `CRM_WATCH_HEARTBEAT_SECONDS`) it sends a heartbeat: an `Event` with `type`
+        `heartbeat`, an empty `id` and `subject_id`, no `payload` and no `created_at`, whose
+        `cursor` is the position the watch has read up to. Heartbeats are not catalogued events:
+        skip them, but a heartbeat's cursor, like an event's, resumes the watch with nothing
+        missed and nothing repeated.
+
+        The key is checked again every few seconds: once it is revoked (or its workspace is
+        gone) the stream ends within 5 s with UNAUTHENTICATED (`API_KEY_REVOKED`).
+
+        Over REST (`GET /api/v1/crm/events:watch`) the body is newline-delimited JSON: one
+        `Event` object per line (heartbeats included), each sent as soon as it is ready. Errors
+        found before the first line (a bad cursor, an unknown segment) are an ordinary JSON
+        error with its status; a revoked key later just ends the body.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,22 @@ class EventServiceStub:
     ListEvents: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.ListEventsRequest, _event_service_pb2.ListEventsResponse]
     """A page of events after a cursor."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_event_service_pb2.WatchEventsRequest, _event_service_pb2.Event]
-    """Streams events after a cursor as they commit, until the client goes away."""
+    """Streams events after a cursor as they commit, for as long as the client stays: the
+    stream has no deadline of its own. When nothing has been sent for 15 s (the server's
+    `CRM_WATCH_HEARTBEAT_SECONDS`) it sends a heartbeat: an `Event` with `type`
+    `heartbeat`, an empty `id` and `subject_id`, no `payload` and no `created_at`, whose
+    `cursor` is the position the watch has read up to. Heartbeats are not catalogued events:
+    skip them, but a heartbeat's cursor, like an event's, resumes the watch with nothing
+    missed and nothing repeated.
+
+    The key is checked again every few seconds: once it is revoked (or its workspace is
+    gone) the stream ends within 5 s with UNAUTHENTICATED (`API_KEY_REVOKED`).
+
+    Over REST (`GET /api/v1/crm/events:watch`) the body is newline-delimited JSON: one
+    `Event` object per line (heartbeats included), each sent as soon as it is ready. Errors
+    found before the first line (a bad cursor, an unknown segment) are an ordinary JSON
+    error with its status; a revoked key later just ends the body.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -50,7 +65,22 @@ class EventServiceAsyncStub(EventServiceStub):
     ListEvents: _aio.UnaryUnaryMultiCallable[_event_service_pb2.ListEventsRequest, _event_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """A page of events after a cursor."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_event_service_pb2.WatchEventsRequest, _event_service_pb2.Event]  # type: ignore[assignment]
-    """Streams events after a cursor as they commit, until the client goes away."""
+    """Streams events after a cursor as they commit, for as long as the client stays: the
+    stream has no deadline of its own. When nothing has been sent for 15 s (the server's
+    `CRM_WATCH_HEARTBEAT_SECONDS`) it sends a heartbeat: an `Event` with `type`
+    `heartbeat`, an empty `id` and `subject_id`, no `payload` and no `created_at`, whose
+    `cursor` is the position the watch has read up to. Heartbeats are not catalogued events:
+    skip them, but a heartbeat's cursor, like an event's, resumes the watch with nothing
+    missed and nothing repeated.
+
+    The key is checked again every few seconds: once it is revoked (or its workspace is
+    gone) the stream ends within 5 s with UNAUTHENTICATED (`API_KEY_REVOKED`).
+
+    Over REST (`GET /api/v1/crm/events:watch`) the body is newline-delimited JSON: one
+    `Event` object per line (heartbeats included), each sent as soon as it is ready. Errors
+    found before the first line (a bad cursor, an unknown segment) are an ordinary JSON
+    error with its status; a revoked key later just ends the body.
+    """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """The events outbox: every change other modules care about, in commit order. Consumers
@@ -71,6 +101,21 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _event_service_pb2.WatchEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_event_service_pb2.Event], _abc.AsyncIterator[_event_service_pb2.Event]]:
-        """Streams events after a cursor as they commit, until the client goes away."""
+        """Streams events after a cursor as they commit, for as long as the client stays: the
+        stream has no deadline of its own. When nothing has been sent for 15 s (the server's
+        `CRM_WATCH_HEARTBEAT_SECONDS`) it sends a heartbeat: an `Event` with `type`
+        `heartbeat`, an empty `id` and `subject_id`, no `payload` and no `created_at`, whose
+        `cursor` is the position the watch has read up to. Heartbeats are not catalogued events:
+        skip them, but a heartbeat's cursor, like an event's, resumes the watch with nothing
+        missed and nothing repeated.
+
+        The key is checked again every few seconds: once it is revoked (or its workspace is
+        gone) the stream ends within 5 s with UNAUTHENTICATED (`API_KEY_REVOKED`).
+
+        Over REST (`GET /api/v1/crm/events:watch`) the body is newline-delimited JSON: one
+        `Event` object per line (heartbeats included), each sent as soon as it is ready. Errors
+        found before the first line (a bad cursor, an unknown segment) are an ordinary JSON
+        error with its status; a revoked key later just ends the body.
+        """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
