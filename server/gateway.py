@@ -19,6 +19,7 @@ TRANSCODED_SERVICES = [
     "tnx.crm.v1.FormService",
     "tnx.crm.v1.ScoringService",
     "tnx.crm.v1.TriggerService",
+    "tnx.crm.v1.EnrichmentService",
     "tnx.public.v1.PublicFormService",
 ]
 MAX_JSON_BODY_BYTES = 1024 * 1024

@@ -33,6 +33,7 @@ TASK_MODULES: tuple[str, ...] = (
     "server.imports.tasks",
     "server.scoring.tasks",
     "server.triggers.tasks",
+    "server.enrichment.tasks",
 )
 SQLA_POLL_SECONDS = 0.25
 

@@ -3,6 +3,7 @@ parent/subsidiary hierarchy (reads are in listing.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -32,7 +33,7 @@ from server.errors import (
 from server.events import catalogue
 from server.events import service as events
 from server.events.catalogue import EventType
-from server.fields import custom_patch, resolve_mask_paths
+from server.fields import CustomPatch, custom_patch, resolve_mask_paths
 from server.segments import membership
 
 # Levels in one group, root included. Real groups are a handful deep; the bound keeps a
@@ -142,6 +143,19 @@ def _check_depth(parent_path: str, height: int) -> None:
 
 async def create_company(db: Database, *, workspace_id: str, data: CompanyInput) -> Company:
     clean = validate(data, set(WRITABLE))
+    try:
+        async with db.transaction() as conn:
+            row = await write_create(conn, workspace_id=workspace_id, clean=clean)
+    except IntegrityError as exc:
+        if _is_duplicate_domain(exc):
+            raise _duplicate_domain(clean.domain) from None
+        raise
+    return to_company(row)
+
+
+async def write_create(conn: AsyncConnection, *, workspace_id: str, clean: CompanyInput) -> AnyRow:
+    """Create a validated company in the caller's transaction: link the leads of its domain,
+    refresh their segments, record company.created. IntegrityError on a taken domain."""
     company_id = ids.new_id("cmp")
     values: dict[str, Any] = {
         "id": company_id,
@@ -153,35 +167,23 @@ async def create_company(db: Database, *, workspace_id: str, data: CompanyInput)
     }
     if clean.annual_revenue is not None and not clean.annual_revenue_currency:
         values["annual_revenue_currency"] = DEFAULT_CURRENCY
-    try:
-        async with db.transaction() as conn:
-            if clean.parent_company_id:
-                await queries.lock_hierarchy(conn, workspace_id=workspace_id)
-                parent_path = await _check_parent(
-                    conn,
-                    workspace_id=workspace_id,
-                    company_id=None,
-                    parent_id=clean.parent_company_id,
-                )
-                _check_depth(parent_path, 0)
-                values["path"] = f"{parent_path}{company_id}/"
-            row = await queries.insert_company(conn, values=values)
-            linked = await _link_leads(conn, row)
-            if linked:
-                await membership.refresh_company_leads(
-                    conn,
-                    workspace_id=workspace_id,
-                    company_ids=[row.id],
-                    cause=EventType.COMPANY_CREATED,
-                )
-            payload = {"name": row.name, "domain": row.domain, "linked_leads": linked}
-            created = catalogue.new(EventType.COMPANY_CREATED, row.id, payload)
-            await events.record(conn, workspace_id=workspace_id, events=[created])
-    except IntegrityError as exc:
-        if _is_duplicate_domain(exc):
-            raise _duplicate_domain(clean.domain) from None
-        raise
-    return to_company(row)
+    if clean.parent_company_id:
+        await queries.lock_hierarchy(conn, workspace_id=workspace_id)
+        parent_path = await _check_parent(
+            conn, workspace_id=workspace_id, company_id=None, parent_id=clean.parent_company_id
+        )
+        _check_depth(parent_path, 0)
+        values["path"] = f"{parent_path}{company_id}/"
+    row = await queries.insert_company(conn, values=values)
+    linked = await _link_leads(conn, row)
+    if linked:
+        await membership.refresh_company_leads(
+            conn, workspace_id=workspace_id, company_ids=[row.id], cause=EventType.COMPANY_CREATED
+        )
+    payload = {"name": row.name, "domain": row.domain, "linked_leads": linked}
+    created = catalogue.new(EventType.COMPANY_CREATED, row.id, payload)
+    await events.record(conn, workspace_id=workspace_id, events=[created])
+    return row
 
 
 async def _link_leads(conn: AsyncConnection, row: AnyRow) -> int:
@@ -230,51 +232,72 @@ async def update_company(
     """Apply the fields named by `paths` (custom fields as server.fields.custom_patch says)."""
     whole, custom_keys = resolve_mask_paths(paths, WRITABLE)
     clean = validate(data, whole | ({"custom_fields"} if custom_keys else set()))
-    values = _update_values(clean, whole)
     custom = custom_patch(clean.custom_fields, whole, custom_keys, merge_custom=merge_custom)
-    if custom.replace is not None:
-        values["custom_fields"] = custom.replace
-    moving = "parent_company_id" in whole
     try:
         async with db.transaction() as conn:
-            if moving:
-                await queries.lock_hierarchy(conn, workspace_id=workspace_id)
-            before = await queries.get_company(
-                conn, workspace_id=workspace_id, company_id=company_id, lock=True
-            )
-            if before is None:
-                raise NotFound.resource("company", company_id)
-            if moving and clean.parent_company_id != (before.parent_company_id or ""):
-                await _move(conn, before, clean.parent_company_id)
-            row = await queries.update_company(
+            row = await write_update(
                 conn,
                 workspace_id=workspace_id,
                 company_id=company_id,
-                values=values,
-                custom_merge=custom.merge,
-                custom_remove=custom.remove,
+                clean=clean,
+                whole=whole,
+                custom=custom,
+                custom_keys=custom_keys,
             )
-            assert row is not None  # locked above
-            if row.name != before.name:
-                await queries.rename_linked_leads(
-                    conn, workspace_id=workspace_id, company_id=company_id, name=row.name
-                )
-            linked = await _link_leads(conn, row) if row.domain != before.domain else 0
-            await membership.refresh_company_leads(
-                conn,
-                workspace_id=workspace_id,
-                company_ids=[company_id],
-                cause=EventType.COMPANY_UPDATED,
-            )
-            changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
-            payload = {"fields": changed, "linked_leads": linked}
-            updated = catalogue.new(EventType.COMPANY_UPDATED, company_id, payload)
-            await events.record(conn, workspace_id=workspace_id, events=[updated])
     except IntegrityError as exc:
         if _is_duplicate_domain(exc):
             raise _duplicate_domain(clean.domain) from None
         raise
     return to_company(row)
+
+
+async def write_update(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    company_id: str,
+    clean: CompanyInput,
+    whole: set[str],
+    custom: CustomPatch,
+    custom_keys: Sequence[str] = (),
+) -> AnyRow:
+    """Write validated fields in the caller's transaction: move in the hierarchy, rename
+    linked leads, link leads of a new domain, refresh segments, record company.updated."""
+    values = _update_values(clean, whole)
+    if custom.replace is not None:
+        values["custom_fields"] = custom.replace
+    moving = "parent_company_id" in whole
+    if moving:
+        await queries.lock_hierarchy(conn, workspace_id=workspace_id)
+    before = await queries.get_company(
+        conn, workspace_id=workspace_id, company_id=company_id, lock=True
+    )
+    if before is None:
+        raise NotFound.resource("company", company_id)
+    if moving and clean.parent_company_id != (before.parent_company_id or ""):
+        await _move(conn, before, clean.parent_company_id)
+    row = await queries.update_company(
+        conn,
+        workspace_id=workspace_id,
+        company_id=company_id,
+        values=values,
+        custom_merge=custom.merge,
+        custom_remove=custom.remove,
+    )
+    assert row is not None  # locked above
+    if row.name != before.name:
+        await queries.rename_linked_leads(
+            conn, workspace_id=workspace_id, company_id=company_id, name=row.name
+        )
+    linked = await _link_leads(conn, row) if row.domain != before.domain else 0
+    await membership.refresh_company_leads(
+        conn, workspace_id=workspace_id, company_ids=[company_id], cause=EventType.COMPANY_UPDATED
+    )
+    changed = sorted(whole | {f"{CUSTOM_PATH}{k}" for k in custom_keys})
+    payload = {"fields": changed, "linked_leads": linked}
+    updated = catalogue.new(EventType.COMPANY_UPDATED, company_id, payload)
+    await events.record(conn, workspace_id=workspace_id, events=[updated])
+    return row
 
 
 async def _move(conn: AsyncConnection, company: AnyRow, parent_id: str) -> None:

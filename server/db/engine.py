@@ -20,6 +20,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Errors and their logs never carry the statement's values: emails, webhook secrets.
+        hide_parameters=True,
         pool_pre_ping=True,
         # A server restart must not leave the pool holding dead connections for long.
         pool_recycle=1800,

@@ -11,7 +11,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
+    Double,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -191,7 +193,9 @@ activities = Table(
     metadata,
     Column("id", Text, primary_key=True),
     Column("workspace_id", Text, nullable=False),  # the lead's (no key of its own)
-    Column("lead_id", Text, ForeignKey("leads.id"), nullable=False),
+    # The lead's id: no foreign key since 0013 (writers find the lead first; leads are
+    # never deleted).
+    Column("lead_id", Text, nullable=False),
     Column("type", Text, nullable=False),
     Column("data", JSONB, nullable=False),  # the activity's properties
     Column("occurred_at", DateTime(timezone=True), nullable=False),
@@ -325,4 +329,70 @@ deliveries = Table(
     Column("last_http_status", Integer, nullable=False),
     Column("last_error", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Enrichment (migration 0012): connectors, the lookup cache, runs, and provenance.
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("config", JSONB, nullable=False),  # HTTP_JSON settings without the headers
+    Column("headers", JSONB, nullable=False),  # write-only secrets
+    Column("field_map", JSONB, nullable=False),
+    Column("overwrite", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("rate_limit_per_minute", Integer, nullable=False),
+    Column("monthly_budget", Integer, nullable=False),
+    Column("cache_ttl_seconds", Integer, nullable=False),
+    Column("tokens", Double, nullable=False),
+    Column("tokens_at", DateTime(timezone=True)),
+    Column("budget_month", Date),
+    Column("calls_this_month", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+enrichment_cache = Table(
+    "enrichment_cache",
+    metadata,
+    Column("connector_id", Text, primary_key=True),
+    Column("lookup_key", Text, primary_key=True),
+    Column("found", Boolean, nullable=False),
+    Column("answer", JSONB, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+enrichment_runs = Table(
+    "enrichment_runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id"), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("connector_ids", ARRAY(Text), nullable=False),
+    Column("lead_id", Text),
+    Column("filter", Text, nullable=False),
+    Column("segment_id", Text, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("processed", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("provider_calls", Integer, nullable=False),
+    Column("cache_hits", Integer, nullable=False),
+    Column("error_count", Integer, nullable=False),
+    Column("errors", JSONB, nullable=False),
+    Column("after_lead", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+lead_enrichment = Table(
+    "lead_enrichment",
+    metadata,
+    Column("lead_id", Text, ForeignKey("leads.id"), primary_key=True),
+    Column("field", Text, primary_key=True),
+    Column("value", JSONB, nullable=False),
+    Column("connector_id", Text, nullable=False),
+    Column("enriched_at", DateTime(timezone=True), nullable=False),
 )

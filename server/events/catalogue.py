@@ -26,6 +26,7 @@ class EventType(StrEnum):
     LEAD_UNARCHIVED = "lead.unarchived"
     LEAD_SCORE_CHANGED = "lead.score_changed"
     LEAD_THRESHOLD_CROSSED = "lead.threshold_crossed"
+    LEAD_ENRICHED = "lead.enriched"
     COMPANY_CREATED = "company.created"
     COMPANY_UPDATED = "company.updated"
     COMPANY_ARCHIVED = "company.archived"
@@ -58,6 +59,15 @@ class LeadUpdated(TypedDict):
     fields: list[str]
     form_id: NotRequired[str]
     import_id: NotRequired[str]
+
+
+class LeadEnriched(TypedDict):
+    """Subject: the lead. `fields`: the paths an enrichment run wrote (`title`,
+    `custom_fields.industry`, `company.employee_count`), by the connectors of `connector_ids`."""
+
+    fields: list[str]
+    run_id: str
+    connector_ids: list[str]
 
 
 class ScoreChanged(TypedDict):
@@ -140,6 +150,7 @@ PAYLOADS: dict[EventType, Any] = {  # each a TypedDict class
     EventType.LEAD_UPDATED: LeadUpdated,
     EventType.LEAD_ARCHIVED: NoPayload,
     EventType.LEAD_UNARCHIVED: NoPayload,
+    EventType.LEAD_ENRICHED: LeadEnriched,
     EventType.LEAD_SCORE_CHANGED: ScoreChanged,
     EventType.LEAD_THRESHOLD_CROSSED: ThresholdCrossed,
     EventType.COMPANY_CREATED: CompanyCreated,

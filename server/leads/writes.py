@@ -13,7 +13,7 @@ submission, imports.mapping for a file): what arrives here is clean.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,10 +47,18 @@ class Origin:
 
     form_id: str | None = None
     import_id: str | None = None
+    # An enrichment run (and its connectors): its writes are lead.enriched, not lead.updated.
+    run_id: str | None = None
+    connector_ids: tuple[str, ...] = ()
 
-    def keys(self) -> dict[str, str]:
+    def keys(self) -> dict[str, Any]:
+        if self.run_id is not None:
+            return {"run_id": self.run_id, "connector_ids": list(self.connector_ids)}
         found = {"form_id": self.form_id, "import_id": self.import_id}
         return {key: value for key, value in found.items() if value is not None}
+
+    def update_event(self) -> EventType:
+        return EventType.LEAD_ENRICHED if self.run_id is not None else EventType.LEAD_UPDATED
 
 
 API = Origin()
@@ -173,7 +181,7 @@ async def patch(
         await events.record(
             conn,
             workspace_id=workspace_id,
-            events=[catalogue.new(EventType.LEAD_UPDATED, lead_id, payload)],
+            events=[catalogue.new(origin.update_event(), lead_id, payload)],
         )
     return Written(row=row, created=False, changed=changed, segment_ids=segment_ids)
 
@@ -278,6 +286,17 @@ async def record_activity_times(
         lead_ids=lead_ids,
         times=[latest[lead_id] for lead_id in lead_ids],
     )
+    await activity_followups(conn, workspace_id=workspace_id, lead_ids=lead_ids)
+
+
+async def activity_followups(
+    conn: AsyncConnection, *, workspace_id: str, lead_ids: Sequence[str]
+) -> None:
+    """What follows new activities of these leads once their last_activity_at is current
+    (`record_activity_times`, or the NDJSON ingest statement, which moves it itself): their
+    scores under an active scoring model, then rule segments. Nothing without either."""
+    if not lead_ids:
+        return
     await rescoring.rescore(
         conn, workspace_id=workspace_id, lead_ids=lead_ids, cause=ACTIVITY_CAUSE, refresh=False
     )

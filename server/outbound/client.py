@@ -43,6 +43,7 @@ from server.outbound.guard import (
     plaintext,
     system_resolver,
 )
+from server.outbound.pools import OriginPools
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -88,12 +89,10 @@ class OutboundClient:
     ) -> None:
         self._allow = AllowList.from_env() if allow is None else allow
         self._user_agent = user_agent
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(),
-            network_backend=GuardedBackend(self._allow, resolver or system_resolver),
-            max_connections=max_connections,
-            keepalive_expiry=30.0,
-            retries=0,  # a retry is the caller's decision (webhook schedules, idempotency)
+        self._pools = OriginPools(
+            ssl.create_default_context(),
+            GuardedBackend(self._allow, resolver or system_resolver),
+            max_connections,
         )
 
     async def __aenter__(self) -> OutboundClient:
@@ -108,7 +107,7 @@ class OutboundClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await self._pools.aclose()
 
     async def request(
         self,
@@ -169,13 +168,16 @@ class OutboundClient:
         # Each phase's own limit backs up the overall one (asyncio.timeout in request()).
         limits = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
         with plaintext(target.scheme == "http"), _transport_errors(seconds):
-            async with self._pool.stream(
-                exchange.method.encode(),
-                url,
-                headers=headers,
-                content=exchange.body,
-                extensions={"timeout": limits},
-            ) as response:
+            async with (
+                self._pools.lease((target.scheme, target.host, _port(target))) as pool,
+                pool.stream(
+                    exchange.method.encode(),
+                    url,
+                    headers=headers,
+                    content=exchange.body,
+                    extensions={"timeout": limits},
+                ) as response,
+            ):
                 body = await _read_capped(response, cap)
         return Response(
             status=response.status,

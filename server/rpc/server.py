@@ -16,6 +16,8 @@ from grpc_reflection.v1alpha import reflection
 from tnx.crm.v1 import (
     company_service_pb2,
     company_service_pb2_grpc,
+    enrichment_service_pb2,
+    enrichment_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
     form_service_pb2,
@@ -39,6 +41,8 @@ from server.config import Settings
 from server.db.engine import Database, make_engine
 from server.db.secrets import shared_secret
 from server.db.url import database_url
+from server.enrichment import tasks as enrichment_tasks
+from server.enrichment.rpc import EnrichmentServicer
 from server.events.rpc import EventServicer
 from server.forms import tokens as form_tokens
 from server.forms.limits import SubmissionLimits
@@ -69,6 +73,7 @@ SERVICE_NAMES = [
     form_service_pb2.DESCRIPTOR.services_by_name["FormService"].full_name,
     scoring_service_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
     trigger_service_pb2.DESCRIPTOR.services_by_name["TriggerService"].full_name,
+    enrichment_service_pb2.DESCRIPTOR.services_by_name["EnrichmentService"].full_name,
     public_form_service_pb2.DESCRIPTOR.services_by_name["PublicFormService"].full_name,
 ]
 SHUTDOWN_GRACE_S = 5.0
@@ -138,6 +143,15 @@ def build_server(
     )
     trigger_service_pb2_grpc.add_TriggerServiceServicer_to_server(
         TriggerServicer(app.db, app.cursors, AllowList.from_env()), server
+    )
+    enrichment_service_pb2_grpc.add_EnrichmentServiceServicer_to_server(
+        EnrichmentServicer(
+            app.db,
+            app.cursors,
+            AllowList.from_env(),
+            enrichment_tasks.enqueuer(settings, db_url),
+        ),
+        server,
     )
     limits = SubmissionLimits.per_minute(
         per_ip=settings.form_ip_rate_limit_per_minute, per_form=settings.form_rate_limit_per_minute

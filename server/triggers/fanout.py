@@ -217,9 +217,12 @@ async def delivery_rows(
 
 # -- the fan-out step ----------------------------------------------------------------------
 
+# Every workspace with a trigger, enabled or not: while its triggers are all disabled its
+# events are still read (and match nothing), so enabling one later never sends the events
+# written while it was disabled, as happens when another trigger of the workspace is enabled.
 _CLAIM_CURSORS = text(
     "SELECT c.workspace_id, c.txid::text::bigint AS txid, c.event_row FROM trigger_cursors c "
-    "WHERE EXISTS (SELECT 1 FROM triggers t WHERE t.workspace_id = c.workspace_id AND t.enabled) "
+    "WHERE EXISTS (SELECT 1 FROM triggers t WHERE t.workspace_id = c.workspace_id) "
     "ORDER BY c.workspace_id FOR UPDATE OF c SKIP LOCKED"
 )
 _EVENTS_AFTER = text(

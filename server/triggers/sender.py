@@ -10,12 +10,11 @@ the same webhook-id and body, never skipped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,16 +24,21 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import DateTime, Integer, Text
 
 from server.db.engine import Database
+from server.enrichment import service as enrichment
+from server.enrichment.runner import Runner
+from server.errors import DomainError
 from server.outbound import OutboundClient, OutboundError, OutboundRefused, Response
 from server.triggers import attempts, fanout, signing, slack
 from server.triggers.attempts import Outcome
+from server.triggers.model import DeliveryStatus
 from server.triggers.service import active_secrets
 
 log = logging.getLogger("tnx.triggers")
 
-BATCH = 200  # deliveries claimed at once
 CONCURRENCY = 64  # requests in flight per worker process
-POLL_SECONDS = 0.1  # the pause when there was nothing to do
+CLAIM_AT_ONCE = CONCURRENCY // 2  # claim when this many slots are free (or none is busy)
+TICK_SECONDS = 0.05  # how often new events are fanned out and outcomes recorded
+POLL_SECONDS = 0.05  # the pause when there was nothing to do
 SLACK_INTERVAL = timedelta(seconds=1)  # Slack allows about one message a second a webhook
 SLACK_GONE = frozenset({404, 410})  # channel archived or webhook removed
 
@@ -53,6 +57,8 @@ class Claimed:
     attempts: int
     action: dict[str, str]
     secrets: list[dict[str, Any]]
+    lead_id: str | None = None
+    workspace_id: str = ""
 
 
 _CLAIM_WEBHOOKS = text(
@@ -69,6 +75,23 @@ _CLAIM_WEBHOOKS = text(
         last_attempt_at = now()
     FROM due, triggers t WHERE d.id = due.id AND t.id = d.trigger_id
     RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets
+    """
+)
+# A trigger's enrichment action: a run of its connector on the event's lead, in this loop.
+_CLAIM_ENRICHMENTS = text(
+    """
+    WITH due AS (
+        SELECT d.id FROM deliveries d
+        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
+          AND EXISTS (SELECT 1 FROM triggers t WHERE t.id = d.trigger_id AND t.enabled
+                      AND t.action_kind = 'enrichment')
+        ORDER BY d.next_attempt_at LIMIT :limit FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE deliveries d SET next_attempt_at = now() + :lease, attempts = d.attempts + 1,
+        last_attempt_at = now()
+    FROM due, triggers t WHERE d.id = due.id AND t.id = d.trigger_id
+    RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets,
+              d.lead_id, d.workspace_id
     """
 )
 _SLACK_TRIGGERS = text(
@@ -120,51 +143,128 @@ _QUIET = text("UPDATE triggers SET send_after = :until WHERE id = :trigger")
 
 
 class Sender:
+    """Attempts run as tasks, at most CONCURRENCY at once; the loop goes on fanning out,
+    claiming and recording meanwhile, so one slow receiver holds up only its own attempts."""
+
     def __init__(self, db: Database, client: OutboundClient) -> None:
         self.db, self.client = db, client
-        self.slots = asyncio.Semaphore(CONCURRENCY)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.done: list[tuple[Claimed, Outcome]] = []
+        self.fanned_at = self.recorded_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = await self.step()
-            except Exception:
-                log.exception("delivery step failed; trying again in a second")
-                busy = False
-                await asyncio.sleep(1)
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+        try:
+            while not stop.is_set():
+                try:
+                    busy = await self.step()
+                except Exception:
+                    log.exception("delivery step failed; trying again in a second")
+                    busy = False
+                    await asyncio.sleep(1)
+                if not busy:
+                    await self._pause(stop)
+        finally:
+            # Attempts under way end within their timeout; record them rather than leave
+            # them to the lease.
+            if self.in_flight:
+                await asyncio.wait(self.in_flight, timeout=attempts.ATTEMPT_SECONDS + 1)
+            await self.flush()
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Until stopped, an attempt ends, or POLL_SECONDS pass."""
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait(
+            {stopping, *self.in_flight}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        stopping.cancel()
 
     async def step(self) -> bool:
-        """Fan out what is new, then send what is due; False when there was nothing."""
-        fanned = await self.fan_out()
-        sent = await self.send_webhooks()
-        sent += await self.send_slack()
-        return bool(fanned or sent)
+        """Fan out what is new, record finished attempts, start due ones; False when there
+        was nothing to do. Each part runs in bulk (a transaction is a few milliseconds,
+        an attempt's bookkeeping a few microseconds): outcomes are recorded once a batch
+        has finished or a moment has passed, and deliveries claimed once half the slots
+        are free."""
+        now = time.monotonic()
+        fanned = recorded = started = 0
+        if now - self.fanned_at >= TICK_SECONDS:
+            self.fanned_at = now
+            fanned = await self.fan_out()
+            started += await self.start_slack()
+            started += await self.start_enrichments()
+        if len(self.done) >= CLAIM_AT_ONCE or (
+            self.done and now - self.recorded_at >= TICK_SECONDS
+        ):
+            self.recorded_at = now
+            recorded = await self.flush()
+        if CONCURRENCY - len(self.in_flight) >= CLAIM_AT_ONCE or not self.in_flight:
+            started += await self.start_webhooks()
+        return bool(fanned or recorded or started)
 
     async def fan_out(self) -> int:
         async with self.db.transaction() as conn:
             return await fanout.fan_out(conn)
 
+    async def flush(self) -> int:
+        if not self.done:
+            return 0
+        done, self.done = self.done, []
+        await self._record([item for item, _ in done], [outcome for _, outcome in done])
+        return len(done)
+
+    def _spawn(self, attempt: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(attempt)
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
     async def _claim(self, statement: Any, **params: Any) -> list[Claimed]:
         async with self.db.transaction() as conn:
             return _claimed(await conn.execute(statement, {"lease": lease(), **params}))
 
-    async def send_webhooks(self) -> int:
-        claimed = await self._claim(_CLAIM_WEBHOOKS, limit=BATCH)
-        if claimed:
-            outcomes = await asyncio.gather(*(self._webhook(c) for c in claimed))
-            await self._record(claimed, list(outcomes))
+    async def start_webhooks(self) -> int:
+        room = CONCURRENCY - len(self.in_flight)
+        claimed = await self._claim(_CLAIM_WEBHOOKS, limit=room) if room > 0 else []
+        for item in claimed:
+            self._spawn(self._webhook_attempt(item))
         return len(claimed)
+
+    async def start_enrichments(self) -> int:
+        room = CONCURRENCY - len(self.in_flight)
+        claimed = await self._claim(_CLAIM_ENRICHMENTS, limit=room) if room > 0 else []
+        for item in claimed:
+            self._spawn(self._enrichment_attempt(item))
+        return len(claimed)
+
+    async def _enrichment_attempt(self, item: Claimed) -> None:
+        outcome = await self._enrichment(item)
+        self.done.append((item, outcome))
+
+    async def _enrichment(self, item: Claimed) -> Outcome:
+        """The run's own errors (a provider down, say) show on the run, not here."""
+        if not item.lead_id:
+            return Outcome(DeliveryStatus.DEAD, error="the event is not about a lead")
+        try:
+            async with self.db.transaction() as conn:
+                run = await enrichment.queue_run(
+                    conn,
+                    workspace_id=item.workspace_id,
+                    connector_ids=[item.action["connector_id"]],
+                    lead_id=item.lead_id,
+                )
+            await Runner(self.db, self.client).run(run.id)
+        except DomainError as refused:  # the connector was deleted or disabled
+            return Outcome(DeliveryStatus.DEAD, error=refused.message)
+        return Outcome(DeliveryStatus.SUCCEEDED, error="")
+
+    async def _webhook_attempt(self, item: Claimed) -> None:
+        outcome = await self._webhook(item)
+        # Only now look self.done up: flush() swaps in a new list while attempts run.
+        self.done.append((item, outcome))
 
     async def _webhook(self, item: Claimed) -> Outcome:
         body = item.body.encode()
-        async with self.slots:
-            now = datetime.now(UTC)
-            secrets = active_secrets(item.secrets, now)
-            headers = signing.headers(secrets, item.event_id, int(time.time()), body)
-            return await self._post(item.action["url"], headers, body, item.attempts)
+        secrets = active_secrets(item.secrets, datetime.now(UTC))
+        headers = signing.headers(secrets, item.event_id, int(time.time()), body)
+        return await self._post(item.action["url"], headers, body, item.attempts)
 
     async def _post(
         self,
@@ -184,33 +284,24 @@ class Sender:
             return attempts.judge(attempt, datetime.now(UTC), error=failed.reason)
         return attempts.judge(attempt, datetime.now(UTC), response, gone_statuses=gone)
 
-    async def send_slack(self) -> int:
+    async def start_slack(self) -> int:
+        """Each Slack trigger's due deliveries, claimed together, become one message."""
         async with self.db.transaction() as conn:
             trigger_ids = list((await conn.scalars(_SLACK_TRIGGERS)).all())
-            claimed_by_trigger = []
+            batches = []
             for trigger_id in trigger_ids:
-                rows = await conn.execute(
-                    _CLAIM_SLACK,
-                    {
-                        "trigger": trigger_id,
-                        "limit": 500,
-                        "lease": lease(),
-                        "interval": SLACK_INTERVAL,
-                    },
+                params = {"trigger": trigger_id, "limit": 500, "interval": SLACK_INTERVAL}
+                batches.append(
+                    _claimed(await conn.execute(_CLAIM_SLACK, {**params, "lease": lease()}))
                 )
-                claimed_by_trigger.append(
-                    [
-                        Claimed(
-                            r.id, r.trigger_id, r.event_id, r.body, r.attempts, r.action, r.secrets
-                        )
-                        for r in rows
-                    ]
-                )
-        for claimed in claimed_by_trigger:
+        for claimed in batches:
             if claimed:
-                outcome = await self._slack(claimed)
-                await self._record(claimed, [outcome] * len(claimed))
-        return sum(len(c) for c in claimed_by_trigger)
+                self._spawn(self._slack_attempt(claimed))
+        return sum(len(c) for c in batches)
+
+    async def _slack_attempt(self, claimed: Sequence[Claimed]) -> None:
+        outcome = await self._slack(claimed)
+        self.done.extend((item, outcome) for item in claimed)
 
     async def _slack(self, claimed: Sequence[Claimed]) -> Outcome:
         action = claimed[0].action
@@ -251,7 +342,17 @@ class Sender:
 
 def _claimed(rows: Any) -> list[Claimed]:
     return [
-        Claimed(r.id, r.trigger_id, r.event_id, r.body, r.attempts, r.action, r.secrets)
+        Claimed(
+            r.id,
+            r.trigger_id,
+            r.event_id,
+            r.body,
+            r.attempts,
+            r.action,
+            r.secrets,
+            getattr(r, "lead_id", None),
+            getattr(r, "workspace_id", ""),
+        )
         for r in rows
     ]
 

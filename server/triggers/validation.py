@@ -7,7 +7,7 @@ from dataclasses import replace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.errors import FailedPrecondition, InvalidArgument
+from server.errors import InvalidArgument
 from server.events.catalogue import EventType
 from server.filtering.ast import Node
 from server.filtering.compiler import compile_predicate
@@ -106,7 +106,7 @@ def _parsed(expression: str) -> Node | None:
 async def _exists(
     conn: AsyncConnection, table: str, workspace_id: str, id_: str, field: str
 ) -> None:
-    # `table` is "segments" or "forms", never input.
+    # `table` is "segments", "forms" or "connectors", never input.
     sql = text(f"SELECT 1 FROM {table} WHERE workspace_id = :ws AND id = :id")
     if (await conn.execute(sql, {"ws": workspace_id, "id": id_})).first() is None:
         raise _bad(field, f"no such {table[:-1]} {id_[:100]!r} in this workspace")
@@ -132,15 +132,17 @@ async def _threshold(
     return replace(found, name=threshold_name)
 
 
-def action(found: Action | None, allow: AllowList) -> Action:
+async def action(
+    conn: AsyncConnection, workspace_id: str, found: Action | None, allow: AllowList
+) -> Action:
     if found is None:
         raise _bad("trigger.action", "required: webhook, slack or enrichment")
-    if found.kind == ActionKind.ENRICHMENT:
-        raise FailedPrecondition(
-            message="enrichment actions need enrichment connectors, which are not available yet",
-            reason="ENRICHMENT_UNAVAILABLE",
-        )
     settings = dict(found.settings)
+    if found.kind == ActionKind.ENRICHMENT:
+        connector_id = _text(settings.get("connector_id", ""), "trigger.action.enrichment", 100)
+        field = "trigger.action.enrichment.connector_id"
+        await _exists(conn, "connectors", workspace_id, connector_id, field)
+        return Action(found.kind, {"connector_id": connector_id})
     if found.kind == ActionKind.WEBHOOK:
         settings = {"url": _url(settings.get("url", ""), "trigger.action.webhook.url", allow)}
     else:
@@ -179,5 +181,5 @@ async def trigger(
         enabled=data.enabled,
         event_types=types,
         condition=await condition(conn, workspace_id, data.condition, types),
-        action=action(data.action, allow),
+        action=await action(conn, workspace_id, data.action, allow),
     )

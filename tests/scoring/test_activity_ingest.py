@@ -101,3 +101,53 @@ def test_a_nul_byte_in_ndjson_refuses_the_stream(scoring: Scoring, workspace: Wo
     with pytest.raises(grpc.RpcError) as refused:
         stream(scoring, workspace, b'{"type": "page_view", "email": "a\x00@x.io"}\n')
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_lines_that_are_not_json_or_name_no_time_are_refused_and_the_rest_recorded(
+    scoring: Scoring, leads: Leads, workspace: Workspace, database_url: str
+) -> None:
+    # One piece: the statement that trusts every line to parse fails, and the careful one
+    # (each line and time tested before it is parsed) answers for the whole piece.
+    lead = new_lead(leads, workspace, "careful@x.io")
+    good = {"lead_id": lead.id, "type": "page_view"}
+    data = (
+        ndjson(good)
+        + b"{not json\n"
+        + ndjson({**good, "occurred_at": "yesterday-ish"}, {**good, "type": "t" + "x" * 63})
+        + b'{"lead_id": "'
+        + lead.id.encode()
+        + b'", "type": "x\\u0000"}\n'
+        + ndjson({**good, "type": "t" + "x" * 64}, {**good, "occurred_at": 5})
+    )
+    reply = stream(scoring, workspace, data)
+    assert (reply.recorded, reply.failed) == (2, 5)
+    # A line that is not JSON has no type or lead either: its first problem says why.
+    refused = {e.index: e.error.fields[0] for e in reply.errors}
+    assert refused == {
+        1: "activities[1].line",
+        2: "activities[2].occurred_at",
+        4: "activities[4].line",
+        5: "activities[5].type",  # 65 characters: one too many
+        6: "activities[6].occurred_at",
+    }
+    assert len(stored(database_url, workspace.id)) == 2
+
+
+def test_last_activity_at_moves_forward_only_across_pieces(
+    scoring: Scoring, leads: Leads, workspace: Workspace
+) -> None:
+    lead = new_lead(leads, workspace, "forward@x.io")
+    later = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    earlier = later - timedelta(days=3)
+    line = {"lead_id": lead.id, "type": "page_view"}
+    stream(scoring, workspace, ndjson({**line, "occurred_at": later.isoformat()}))
+    assert last_activity_at(leads, workspace, lead.id) == later
+    reply = stream(scoring, workspace, ndjson({**line, "occurred_at": earlier.isoformat()}))
+    assert reply.recorded == 1
+    assert last_activity_at(leads, workspace, lead.id) == later  # an older one moves nothing
+    latest = later + timedelta(hours=1)
+    both = ndjson(
+        {**line, "occurred_at": latest.isoformat()}, {**line, "occurred_at": earlier.isoformat()}
+    )
+    assert stream(scoring, workspace, both).recorded == 2
+    assert last_activity_at(leads, workspace, lead.id) == latest

@@ -25,6 +25,7 @@ from tests.support import db
 
 QUEUE = f"imports-test-{uuid.uuid4().hex[:8]}"
 SCORING_QUEUE = f"scoring-test-{uuid.uuid4().hex[:8]}"
+ENRICHMENT_QUEUE = f"enrichment-test-{uuid.uuid4().hex[:8]}"
 MAX_BYTES = 24 * 1024 * 1024
 MAX_ROWS = 150_000
 BATCH_ROWS = 1000
@@ -43,9 +44,15 @@ def import_env(**extra: str) -> dict[str, str]:
         "CRM_IMPORT_SWEEP_SECONDS": "1",
         "CRM_IMPORT_REQUEUE_SECONDS": "3",
         "CRM_SCORING_QUEUE": SCORING_QUEUE,
+        # The server enqueues enrichment runs here; the session's workers consume it.
+        "CRM_ENRICHMENT_QUEUE": ENRICHMENT_QUEUE,
         # Webhook receivers in tests listen on 127.0.0.2 (tests/triggers/receiver.py): the
         # only private address the outbound guard lets through here.
         "CRM_OUTBOUND_ALLOW": "127.0.0.2/32",
+        # Every worker runs the trigger delivery loop, so whichever worker of the session
+        # claims a delivery retries it on the same short schedule (tests/triggers/conftest.py).
+        "CRM_WEBHOOK_RETRY_DELAYS": "1,1",
+        "CRM_DELIVERY_LEASE_SECONDS": "15",
         **extra,
     }
 

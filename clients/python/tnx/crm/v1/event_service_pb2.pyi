@@ -31,6 +31,8 @@ class Event(_message.Message):
     - `lead.updated` [lead]: `fields` (the paths written, e.g. `title`, `custom_fields.industry`),
       `form_id?`, `import_id?`.
     - `lead.archived`, `lead.unarchived` [lead]: no keys.
+    - `lead.enriched` [lead]: `fields` (the paths an enrichment run wrote, e.g. `title`,
+      `custom_fields.industry`), `run_id`, `connector_ids`.
     - `lead.score_changed` [lead]: `old`, `new` (scores computed by the scoring model),
       `model_version`.
     - `lead.threshold_crossed` [lead]: `threshold` (its name), `direction` (`up` or `down`),

@@ -270,8 +270,8 @@ Global___SlackAction: _TypeAlias = SlackAction  # noqa: Y015
 
 @_typing.final
 class EnrichmentAction(_message.Message):
-    """Runs an enrichment connector on the event's lead. Refused (FAILED_PRECONDITION) until
-    enrichment connectors exist.
+    """Runs an enrichment connector on the event's lead: each delivery is an EnrichmentRun of
+    that lead (its errors show on the run); events that are not about a lead are DEAD.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
