@@ -58,14 +58,15 @@ def _current(target: str, lead: AnyRow, company: AnyRow | None) -> Any:
 
 
 def _may_write(policy: Overwrite, value: Any, current: Any, set_before: Any) -> bool:
-    """FILL_EMPTY: only where nothing is. OVERWRITE: unless a person changed the value this
-    connector set before (the stored value is no longer the enriched one)."""
+    """FILL_EMPTY: only where nothing is. OVERWRITE: any value (an import's, a person's),
+    unless a person changed it after a connector set it (the stored value is no longer the
+    enriched one)."""
     if current == value:
         return False
     if policy == Overwrite.FILL_EMPTY:
         return current in EMPTY
     edited = set_before is not None and current not in EMPTY and current != set_before
-    return not edited and (set_before is not None or current in EMPTY)
+    return not edited
 
 
 def plan(
@@ -121,7 +122,11 @@ async def enrich_lead(
     stored = {row.field: row.value for row in await queries.provenance(conn, lead_ids=[lead_id])}
     found = plan(lead, company, answers, stored)
     if found.link_domain:
-        found.lead["company_id"] = await _company_for(conn, workspace_id, lead, found.link_domain)
+        company_id = await _company_for(conn, workspace_id, lead, found.link_domain)
+        if company_id is None:  # the domain's company is archived: linked to nothing
+            found.sources.pop("company.domain", None)
+        else:
+            found.lead["company_id"] = company_id
     found = _valid(found)
     paths = found.paths() + (["company_id"] if "company_id" in found.lead else [])
     if not found.sources:
@@ -188,8 +193,12 @@ def _valid(found: Plan) -> Plan:
     return replace(found, lead=lead, company=company, sources=sources)
 
 
-async def _company_for(conn: AsyncConnection, workspace_id: str, lead: AnyRow, domain: str) -> str:
-    """The company of this domain, created (named after the domain) when there is none."""
+async def _company_for(
+    conn: AsyncConnection, workspace_id: str, lead: AnyRow, domain: str
+) -> str | None:
+    """The live company of this domain, created (named after the domain) when there is none;
+    None when the domain belongs to an archived company (leads are not linked to those, and
+    the domain cannot be taken again)."""
     existing = await linking.by_email(conn, workspace_id=workspace_id, email=f"x@{domain}")
     if existing is not None:
         return existing.id
@@ -202,6 +211,4 @@ async def _company_for(conn: AsyncConnection, workspace_id: str, lead: AnyRow, d
     except IntegrityError:
         pass
     existing = await linking.by_email(conn, workspace_id=workspace_id, email=f"x@{domain}")
-    if existing is None:
-        raise InvalidArgument.on("company.domain", f"no company could be made for {domain}")
-    return existing.id
+    return None if existing is None else existing.id

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import AnyRow, Database
@@ -27,10 +29,13 @@ from server.enrichment.model import (
     RunState,
 )
 from server.enrichment.service import to_connector
+from server.errors import DomainError
 from server.filtering.compiler import compile_predicate
 from server.filtering.expression import parse
 from server.leads import writes
 from server.outbound import OutboundClient
+
+log = logging.getLogger("tnx.enrichment")
 
 BATCH = 100  # leads per committed batch
 CONCURRENCY = 32  # lookups in flight per worker process
@@ -129,14 +134,22 @@ class Runner:
         async with self.db.transaction() as conn:
             for row, (answers, problems) in zip(batch, results, strict=True):
                 errors += problems
-                paths = await apply.enrich_lead(
-                    conn,
-                    workspace_id=run.workspace_id,
-                    lead_id=row.id,
-                    answers=answers,
-                    origin=origin,
-                    at=datetime.now(UTC),
-                )
+                try:
+                    # One lead's failure must not sink its batch (and leave the run
+                    # retried for ever): it is an error on the run, the lead unchanged.
+                    async with conn.begin_nested():
+                        paths = await apply.enrich_lead(
+                            conn,
+                            workspace_id=run.workspace_id,
+                            lead_id=row.id,
+                            answers=answers,
+                            origin=origin,
+                            at=datetime.now(UTC),
+                        )
+                except (DomainError, DBAPIError) as failed:
+                    log.warning("enrichment run %s: lead %s not written", run.id, row.id)
+                    errors.append(RunError(row.id, "", "WRITE_FAILED", _short(failed)))
+                    continue
                 changed += bool(paths)
             await _progress(conn, run.id, batch[-1].id, len(batch), changed, tally, errors)
 
@@ -157,6 +170,13 @@ class Runner:
             answers.append((connector, found))
             lead = _with(lead, found)
         return answers, problems
+
+
+def _short(failed: Exception) -> str:
+    """What a failed write says, without SQL or values (the engine hides parameters)."""
+    if isinstance(failed, DomainError):
+        return failed.message
+    return type(getattr(failed, "orig", failed)).__name__
 
 
 def _with(lead: LeadView, found: Answer) -> LeadView:

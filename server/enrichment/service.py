@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -75,11 +76,17 @@ def to_connector(row: AnyRow, *, secrets: bool = False) -> Connector:
         field_map=dict(row.field_map),
         overwrite=Overwrite(row.overwrite),
         monthly_budget=row.monthly_budget,
-        calls_this_month=row.calls_this_month,
+        calls_this_month=_calls_this_month(row),
         cache_ttl_seconds=row.cache_ttl_seconds,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _calls_this_month(row: AnyRow) -> int:
+    """The count is of `budget_month`: none yet in a month with no call (UTC)."""
+    month = datetime.now(UTC).date().replace(day=1)
+    return int(row.calls_this_month) if row.budget_month == month else 0
 
 
 def _check(data: ConnectorInput, allow: AllowList) -> None:
@@ -94,9 +101,7 @@ def _check(data: ConnectorInput, allow: AllowList) -> None:
             problems.append(("http_json", "required for HTTP_JSON"))
         else:
             problems += [(f"http_json.{f}", d) for f, d in _http_problems(data.http_json, allow)]
-        problems += [
-            (f"field_map.{f}", d) for f, d in connector_logic.check_field_map(data.field_map)
-        ]
+        problems += connector_logic.check_field_map(data.field_map)  # named `field_map`
     elif data.field_map or data.http_json is not None:
         problems.append(("field_map", "built-in connectors take no http_json or field_map"))
     for field, value, top in (

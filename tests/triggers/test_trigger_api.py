@@ -12,7 +12,14 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
-from tnx.crm.v1 import segment_pb2, segment_service_pb2, segment_service_pb2_grpc
+from tnx.crm.v1 import (
+    enrichment_pb2,
+    enrichment_service_pb2,
+    enrichment_service_pb2_grpc,
+    segment_pb2,
+    segment_service_pb2,
+    segment_service_pb2_grpc,
+)
 from tnx.crm.v1 import trigger_pb2 as pb
 from tnx.crm.v1 import trigger_service_pb2 as rpc
 
@@ -441,16 +448,38 @@ def test_a_segment_condition_names_a_segment_of_this_workspace(
     assert made.condition.segment_id == mine
 
 
-def test_an_enrichment_action_is_a_failed_precondition(
-    triggers: Triggers, workspace: Workspace
-) -> None:
-    action = pb.TriggerAction(enrichment=pb.EnrichmentAction(connector_id="clearbit"))
-    reason, _ = refused(
-        lambda: create(triggers, workspace, a_trigger(action=action)),
-        grpc.StatusCode.FAILED_PRECONDITION,
+def _connector(channel: grpc.Channel, ws: Workspace) -> str:
+    connector = enrichment_pb2.Connector(
+        name="names", kind=enrichment_pb2.Connector.NAME_FROM_EMAIL, enabled=True
     )
-    assert reason == "ENRICHMENT_UNAVAILABLE"
+    reply = enrichment_service_pb2_grpc.EnrichmentServiceStub(channel).CreateConnector(
+        enrichment_service_pb2.CreateConnectorRequest(connector=connector), metadata=ws.metadata
+    )
+    connector_id: str = reply.id
+    return connector_id
+
+
+def test_an_enrichment_action_names_a_connector_of_this_workspace(
+    channel: grpc.Channel,
+    triggers: Triggers,
+    workspace: Workspace,
+    other_workspace: Workspace,
+) -> None:
+    theirs = _connector(channel, other_workspace)
+    for connector_id in ("clearbit", theirs, ""):
+        action = pb.TriggerAction(enrichment=pb.EnrichmentAction(connector_id=connector_id))
+        _, fields = refused(
+            lambda a=action: create(triggers, workspace, a_trigger(action=a)),  # type: ignore[misc]
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert fields == ["trigger.action.enrichment.connector_id"], connector_id
     assert listed(triggers, workspace) == []
+
+    mine = _connector(channel, workspace)
+    action = pb.TriggerAction(enrichment=pb.EnrichmentAction(connector_id=mine))
+    created = create(triggers, workspace, a_trigger(action=action))
+    assert created.action.enrichment.connector_id == mine
+    assert get_trigger(triggers, workspace, created.id).action == action
 
 
 def test_a_bad_update_is_refused_and_changes_nothing(
