@@ -52,12 +52,14 @@ class Database:
         await self.engine.dispose()
 
 
-def run_with_database(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
+def run_with_database(
+    url: str, action: Callable[[Database], Awaitable[T]], *, pool_size: int = 1
+) -> T:
     """Run one async action on a database of its own, from synchronous code (a worker task,
     a CLI command, a test), and close it."""
 
     async def run() -> T:
-        db = Database(make_engine(url, pool_size=1))
+        db = Database(make_engine(url, pool_size=pool_size))
         try:
             return await action(db)
         finally:

@@ -109,8 +109,10 @@ async def enrich_lead(
     answers: Sequence[tuple[Connector, Answer]],
     origin: writes.Origin,
     at: datetime,
+    stored: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Write what the answers may change on the lead (locked here); returns the paths."""
+    """Write what the answers may change on the lead (locked here); returns the paths.
+    `stored`: the lead's provenance (field → value), when the caller read it for a batch."""
     lead = await lead_queries.lock_lead(conn, workspace_id=workspace_id, lead_id=lead_id)
     if lead is None:
         return []
@@ -119,7 +121,9 @@ async def enrich_lead(
         company = await company_queries.get_company(
             conn, workspace_id=workspace_id, company_id=lead.company_id, lock=True
         )
-    stored = {row.field: row.value for row in await queries.provenance(conn, lead_ids=[lead_id])}
+    if stored is None:
+        rows = await queries.provenance(conn, lead_ids=[lead_id])
+        stored = {row.field: row.value for row in rows}
     found = plan(lead, company, answers, stored)
     if found.link_domain:
         company_id = await _company_for(conn, workspace_id, lead, found.link_domain)

@@ -4,7 +4,6 @@ runs, and provenance."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -83,83 +82,91 @@ async def forget_answers(conn: AsyncConnection, *, connector_id: str) -> None:
 # -- the cache, the rate limiter and the budget: shared by every worker process -------------
 
 
-async def cached(conn: AsyncConnection, *, connector_id: str, key: str) -> AnyRow | None:
-    query = select(enrichment_cache.c.found, enrichment_cache.c.answer).where(
+async def cached(
+    conn: AsyncConnection, *, connector_id: str, keys: Sequence[str]
+) -> dict[str, AnyRow]:
+    """The live answers among these lookups, by key."""
+    query = select(
+        enrichment_cache.c.lookup_key, enrichment_cache.c.found, enrichment_cache.c.answer
+    ).where(
         enrichment_cache.c.connector_id == connector_id,
-        enrichment_cache.c.lookup_key == key,
+        enrichment_cache.c.lookup_key.in_(list(keys)),
         enrichment_cache.c.expires_at > func.now(),
     )
-    return (await conn.execute(query)).first()
+    return {row.lookup_key: row for row in await conn.execute(query)}
 
 
-async def remember(
-    conn: AsyncConnection,
-    *,
-    connector_id: str,
-    key: str,
-    found: bool,
-    answer: dict[str, Any],
-    expires_at: datetime,
-) -> None:
-    statement = pg_insert(enrichment_cache).values(
-        connector_id=connector_id, lookup_key=key, found=found, answer=answer, expires_at=expires_at
-    )
+async def remember(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Answers (connector_id, lookup_key, found, answer, expires_at), in one statement."""
+    if not rows:
+        return
+    statement = pg_insert(enrichment_cache).values(list(rows))
     statement = statement.on_conflict_do_update(
         index_elements=["connector_id", "lookup_key"],
-        set_={"found": found, "answer": answer, "expires_at": expires_at},
+        set_={
+            "found": statement.excluded.found,
+            "answer": statement.excluded.answer,
+            "expires_at": statement.excluded.expires_at,
+        },
     )
     await conn.execute(statement)
 
 
-# Takes one call from the connector's allowance, under the row's lock: a token from the
-# bucket (refilled at rate_limit_per_minute, holding at most a minute's worth) and one call
-# of the month's budget (the count starts again each calendar month, UTC). Returns the
-# seconds to wait for a token (0: granted), or -1 when the budget is spent.
-_TAKE_CALL = text(
+# Takes up to :n calls from the connector's allowance, under the row's lock: tokens from the
+# bucket (refilled at rate_limit_per_minute, holding at most a minute's worth; no limit when
+# the rate is 0) and calls of the month's budget (counted again from 0 each calendar month,
+# UTC). Returns how many were granted, how many the budget still allows after them, and
+# when none were granted, the seconds until the next token.
+_TAKE_CALLS = text(
     """
     WITH c AS (
         SELECT id, rate_limit_per_minute AS rate, monthly_budget AS budget,
                CASE WHEN budget_month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
                     THEN calls_this_month ELSE 0 END AS calls,
-               CASE WHEN rate_limit_per_minute = 0 THEN 1
-                    ELSE least(rate_limit_per_minute::float8,
-                               tokens + extract(epoch FROM now() - coalesce(tokens_at, now()))
-                                        * rate_limit_per_minute / 60.0
-                               + CASE WHEN tokens_at IS NULL THEN rate_limit_per_minute ELSE 0 END)
-               END AS available
+               least(rate_limit_per_minute::float8,
+                     tokens + extract(epoch FROM now() - coalesce(tokens_at, now()))
+                              * rate_limit_per_minute / 60.0
+                     + CASE WHEN tokens_at IS NULL THEN rate_limit_per_minute ELSE 0 END)
+                   AS available
         FROM connectors WHERE id = :id FOR UPDATE
-    ), decided AS (
-        SELECT id, rate, CASE WHEN budget > 0 AND calls >= budget THEN -1
-                              WHEN available >= 1 THEN 0
-                              ELSE (1 - available) * 60.0 / rate END AS wait,
-               available, calls FROM c
+    ), granted AS (
+        SELECT id, rate, calls, available,
+               CASE WHEN budget > 0 THEN greatest(budget - calls, 0) ELSE :n END AS allowance,
+               least(:n, CASE WHEN budget > 0 THEN greatest(budget - calls, 0) ELSE :n END,
+                     CASE WHEN rate = 0 THEN :n ELSE floor(available)::int END) AS n
+        FROM c
     ), taken AS (
         UPDATE connectors k SET
-            tokens = CASE WHEN d.wait = 0 THEN d.available - 1 ELSE d.available END,
+            tokens = CASE WHEN g.rate = 0 THEN 0 ELSE g.available - g.n END,
             tokens_at = now(),
             budget_month = date_trunc('month', now() AT TIME ZONE 'UTC')::date,
-            calls_this_month = d.calls + CASE WHEN d.wait = 0 THEN 1 ELSE 0 END
-        FROM decided d WHERE k.id = d.id
-        RETURNING d.wait
+            calls_this_month = g.calls + g.n
+        FROM granted g WHERE k.id = g.id
+        RETURNING g.n, g.allowance - g.n AS left_after,
+                  CASE WHEN g.n = 0 AND g.rate > 0 THEN (1 - g.available) * 60.0 / g.rate
+                       ELSE 0 END AS wait
     )
-    SELECT wait FROM taken
+    SELECT n, left_after, wait FROM taken
     """
 )
 
 
-async def take_call(conn: AsyncConnection, *, connector_id: str) -> float:
-    found = await conn.scalar(_TAKE_CALL, {"id": connector_id})
-    return -1.0 if found is None else float(found)
+async def take_calls(conn: AsyncConnection, *, connector_id: str, n: int) -> tuple[int, float]:
+    """(calls granted, seconds to wait for a token); (0, -1) when the budget is spent."""
+    row = (await conn.execute(_TAKE_CALLS, {"id": connector_id, "n": n})).first()
+    if row is None or (row.n == 0 and row.wait == 0):
+        return 0, -1.0
+    return int(row.n), float(row.wait)
 
 
-async def give_back_call(conn: AsyncConnection, *, connector_id: str) -> None:
-    """A call that never reached the provider (refused address, connection refused)."""
+async def give_back_calls(conn: AsyncConnection, *, connector_id: str, n: int) -> None:
+    """Calls that never reached the provider (a refused address)."""
     await conn.execute(
         text(
-            "UPDATE connectors SET calls_this_month = greatest(calls_this_month - 1, 0) "
+            "UPDATE connectors SET calls_this_month = greatest(calls_this_month - :n, 0) "
             "WHERE id = :id"
         ),
-        {"id": connector_id},
+        {"id": connector_id, "n": n},
     )
 
 

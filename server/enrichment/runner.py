@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from server.outbound import OutboundClient
 log = logging.getLogger("tnx.enrichment")
 
 BATCH = 100  # leads per committed batch
-CONCURRENCY = 32  # lookups in flight per worker process
+CONCURRENCY = lookups.ROUND  # lookups in flight per worker process
 MAX_ERRORS_KEPT = 100
 
 
@@ -116,24 +116,54 @@ class Runner:
                 return
             if run.state == RunState.QUEUED:
                 await _start(conn, run)
-        after = run.after_lead
-        while True:
-            batch = await _next_leads(self.db, run, after)
-            if not batch:
-                async with self.db.transaction() as conn:
-                    await _finish(conn, run.id, RunState.SUCCEEDED)
-                return
-            await self._batch(run, chosen, batch)
-            after = batch[-1].id
-
-    async def _batch(self, run: AnyRow, chosen: Sequence[Connector], batch: list[AnyRow]) -> None:
-        tally = lookups.Tally()
-        results = await asyncio.gather(*(self._lookups(row, chosen, tally) for row in batch))
-        origin = writes.Origin(run_id=run.id, connector_ids=tuple(c.id for c in chosen))
-        changed, errors = 0, []
+        # The next batch's lookups overlap this batch's writes; writes stay in lead order,
+        # each batch's with its checkpoint.
+        writing: asyncio.Task[None] | None = None
+        batch = await _next_leads(self.db, run, run.after_lead)
+        while batch:
+            looked = await self._lookups(batch, chosen)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(self._write(run, chosen, batch, looked))
+            batch = await _next_leads(self.db, run, batch[-1].id)
+        if writing is not None:
+            await writing
         async with self.db.transaction() as conn:
-            for row, (answers, problems) in zip(batch, results, strict=True):
-                errors += problems
+            await _finish(conn, run.id, RunState.SUCCEEDED)
+
+    async def _lookups(self, batch: list[AnyRow], chosen: Sequence[Connector]) -> Looked:
+        """Each connector in order over the whole batch (a later one sees what an earlier
+        one found)."""
+        tally = lookups.Tally()
+        views = [_view(row) for row in batch]
+        answers: list[list[tuple[Connector, Answer]]] = [[] for _ in batch]
+        problems: list[RunError] = []
+        for connector in chosen:
+            results = await lookups.answers(
+                self.db, self.client, self.slots, connector, views, tally
+            )
+            for index, result in enumerate(results):
+                if isinstance(result, ProviderError):
+                    lead_id = batch[index].id
+                    problems.append(RunError(lead_id, connector.id, result.reason, result.message))
+                    continue
+                answers[index].append((connector, result))
+                views[index] = _with(views[index], result)
+        return Looked(answers, problems, tally)
+
+    async def _write(
+        self, run: AnyRow, chosen: Sequence[Connector], batch: list[AnyRow], looked: Looked
+    ) -> None:
+        origin = writes.Origin(run_id=run.id, connector_ids=tuple(c.id for c in chosen))
+        changed, errors = 0, list(looked.problems)
+        async with self.db.transaction() as conn:
+            # The batch's leads locked first (in id order), so the provenance read for
+            # them all at once stays theirs until this commits.
+            await conn.execute(_LOCK_LEADS, {"ids": [row.id for row in batch]})
+            stored: dict[str, dict[str, Any]] = {row.id: {} for row in batch}
+            for found in await queries.provenance(conn, lead_ids=list(stored)):
+                stored[found.lead_id][found.field] = found.value
+            for row, answers in zip(batch, looked.answers, strict=True):
                 try:
                     # One lead's failure must not sink its batch (and leave the run
                     # retried for ever): it is an error on the run, the lead unchanged.
@@ -145,31 +175,24 @@ class Runner:
                             answers=answers,
                             origin=origin,
                             at=datetime.now(UTC),
+                            stored=stored[row.id],
                         )
                 except (DomainError, DBAPIError) as failed:
                     log.warning("enrichment run %s: lead %s not written", run.id, row.id)
                     errors.append(RunError(row.id, "", "WRITE_FAILED", _short(failed)))
                     continue
                 changed += bool(paths)
-            await _progress(conn, run.id, batch[-1].id, len(batch), changed, tally, errors)
+            last = batch[-1].id
+            await _progress(conn, run.id, last, len(batch), changed, looked.tally, errors)
 
-    async def _lookups(
-        self, row: AnyRow, chosen: Sequence[Connector], tally: lookups.Tally
-    ) -> tuple[list[tuple[Connector, Answer]], list[RunError]]:
-        """Each connector in order (a later one sees what an earlier one found)."""
-        lead = _view(row)
-        answers: list[tuple[Connector, Answer]] = []
-        problems: list[RunError] = []
-        for connector in chosen:
-            try:
-                async with self.slots:
-                    found = await lookups.answer(self.db, self.client, connector, lead, tally)
-            except ProviderError as error:
-                problems.append(RunError(row.id, connector.id, error.reason, error.message))
-                continue
-            answers.append((connector, found))
-            lead = _with(lead, found)
-        return answers, problems
+
+@dataclass
+class Looked:
+    """A batch's lookups: per lead the connectors' answers, and the failed lookups."""
+
+    answers: list[list[tuple[Connector, Answer]]]
+    problems: list[RunError]
+    tally: lookups.Tally
 
 
 def _short(failed: Exception) -> str:
@@ -189,6 +212,7 @@ def _with(lead: LeadView, found: Answer) -> LeadView:
     return LeadView(**current)
 
 
+_LOCK_LEADS = text("SELECT id FROM leads WHERE id = ANY(:ids) ORDER BY id FOR UPDATE")
 _PROGRESS = text(
     """
     UPDATE enrichment_runs SET processed = processed + :done, changed = changed + :changed,

@@ -26,7 +26,7 @@ from server.enrichment.model import (
     RunError,
     RunState,
 )
-from server.errors import FieldViolation, InvalidArgument, NotFound
+from server.errors import FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from server.filtering.compiler import compile_predicate
 from server.filtering.expression import parse
 from server.outbound import AllowList
@@ -276,6 +276,15 @@ async def _connector_ids(conn: Any, workspace_id: str, connector_ids: Sequence[s
                 reason="CONNECTOR_NOT_FOUND",
                 violations=[FieldViolation(f"connector_ids[{index}]", "no such enabled connector")],
                 metadata={"id": connector_id},
+            )
+    for row in rows:
+        if row.monthly_budget and _calls_this_month(row) >= row.monthly_budget:
+            # Every call would go over: refused now rather than as errors on each lead.
+            raise ResourceExhausted(
+                message=f"connector {row.id!r} has spent its monthly budget of "
+                f"{row.monthly_budget} calls",
+                reason="BUDGET_EXHAUSTED",
+                metadata={"id": row.id},
             )
     return unique
 

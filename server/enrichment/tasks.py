@@ -40,7 +40,8 @@ def register(app: Celery, url: str) -> Sequence[str]:
         name=RUN, acks_late=True, reject_on_worker_lost=True, ignore_result=True
     )
     def run_enrichment(run_id: str) -> None:
-        run_with_database(url, lambda db: execute(db, run_id))
+        # The run's lock, a batch's writes and the next batch's lookups at once.
+        run_with_database(url, lambda db: execute(db, run_id), pool_size=4)
 
     @worker_ready.connect(weak=False)  # type: ignore[untyped-decorator]
     def start_sweeper(**_: Any) -> None:

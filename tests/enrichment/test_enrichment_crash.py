@@ -74,7 +74,8 @@ def test_a_worker_killed_mid_batch_leaves_every_lead_enriched_exactly_once(
         run = get_run(enrichment, workspace, queued.id)
         assert run.state == Run.RUNNING and run.total == LEADS, run
         assert run.processed == runner.BATCH, run  # batch 2 was cut short, uncommitted
-        assert 0 < paid_by_the_dead < runner.BATCH
+        # The dead worker may have been writing batch 2 while looking batch 3 up.
+        assert 0 < paid_by_the_dead < 2 * runner.BATCH
 
         second = start_worker(database_url, work_dir, "crash-second")
         send_run(database_url, queued.id)  # what the sweeper would do a minute later

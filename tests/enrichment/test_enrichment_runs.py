@@ -44,6 +44,7 @@ from tests.enrichment.conftest import (
     batch,
     built_in,
     create_connector,
+    enrich,
     enrich_and_wait,
     enriched_events,
     get_connector,
@@ -573,6 +574,11 @@ def test_calls_over_the_monthly_budget_are_refused_and_shown_on_the_run(
     assert_untouched(enrichment, events, leads, workspace, made[error.lead_id])
     assert sum(provider.count().values()) == 2
     assert get_connector(enrichment, workspace, connector.id).calls_this_month == 2
+    # Once the budget is spent, a new run is refused at once, and nothing is queued.
+    with pytest.raises(grpc.RpcError) as refused:
+        enrich(enrichment, workspace, error.lead_id, connector.id)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "budget" in str(refused.value.details())
 
 
 def test_a_new_month_starts_the_budget_again(
