@@ -44,7 +44,16 @@ from sqlalchemy import text
 
 from bench import report
 from bench.leads import say
-from bench.procs import BENCH_DIR, CpuSample, CpuUse, Pids, cpu_sample, fresh_database
+from bench.procs import (
+    BENCH_DIR,
+    CpuSample,
+    CpuUse,
+    Pids,
+    Workers,
+    cpu_sample,
+    fresh_database,
+    worker_processes,
+)
 from bench.procs import postmaster_pid as find_postmaster
 from bench.scoring import OUT_DIR, embedded_stopped_afterwards
 from bench.seed import seed_leads
@@ -54,7 +63,7 @@ from server.enrichment import service, tasks
 from server.enrichment.model import ConnectorInput, ConnectorKind, HttpJson, Run, RunState
 from server.enrichment.runner import CONCURRENCY
 from server.outbound import AllowList
-from server.worker import broker_url, declare_queues, make_app
+from server.worker import broker_url, make_app
 from tests.support import db, stack
 
 HOST = "127.0.0.2"
@@ -178,47 +187,6 @@ async def bare_lookups(base: str, emails: list[str], concurrency: int) -> float:
 
 
 # -- the workers and the runs ---------------------------------------------------------------
-
-
-@dataclass
-class Workers:
-    processes: list[subprocess.Popen[bytes]]
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes]
-
-    def check(self) -> None:
-        for process in self.processes:
-            if process.poll() is not None:
-                raise SystemExit(f"worker {process.pid} exited with {process.returncode}")
-
-
-@contextmanager
-def workers(url: str, count: int) -> Iterator[Workers]:
-    """`tnx-crm worker` processes (logs in build/bench/enrichment-worker-*.log)."""
-    declare_queues(load_settings(), url)  # before they start together (server/worker.py)
-    env = {**os.environ, "CRM_DATABASE_URL": url, "CRM_OUTBOUND_ALLOW": ALLOW}
-    env["CRM_LOG_LEVEL"] = "WARNING"
-    started = Workers([])
-    try:
-        for i in range(count):
-            with (BENCH_DIR / f"enrichment-worker-{i}.log").open("wb") as log:
-                started.processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "server.cli", "worker"],
-                        env=env,
-                        stdout=log,
-                        stderr=log,
-                        cwd=REPO_ROOT,
-                    )
-                )
-        time.sleep(6)  # started, connected, consuming
-        started.check()
-        yield started
-    finally:
-        for process in started.processes:
-            stack.stop(process)
 
 
 def create_connector(url: str, workspace_id: str, provider: Provider, plan: Plan) -> str:
@@ -419,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         with fake_provider("runs", plan.delay_ms) as provider:
             connector_id = create_connector(url, workspace_id, provider, plan)
-            with workers(url, plan.workers) as started:
+            with worker_processes(
+                url, plan.workers, "enrichment", CRM_OUTBOUND_ALLOW=ALLOW
+            ) as started:
                 result.first = one_run(
                     url,
                     workspace_id,

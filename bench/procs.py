@@ -15,9 +15,10 @@ from pathlib import Path
 
 import psycopg
 
-from server.config import REPO_ROOT
+from server.config import REPO_ROOT, load_settings
 from server.db import embedded, migrate
 from server.db.url import libpq_url, normalise
+from server.worker import declare_queues
 from tests.support import stack
 
 BENCH_DIR = REPO_ROOT / "build" / "bench"
@@ -83,6 +84,49 @@ def bench_server(database_url: str, log_path: Path, log_level: str) -> Iterator[
             stack.wait_until_serving(f"127.0.0.1:{port}")
             yield Server(address=f"127.0.0.1:{port}", port=port, pid=process.pid)
         finally:
+            stack.stop(process)
+
+
+@dataclass
+class Workers:
+    """`tnx-crm worker` processes a benchmark started."""
+
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def check(self) -> None:
+        for process in self.processes:
+            if process.poll() is not None:
+                raise SystemExit(f"worker {process.pid} exited with {process.returncode}")
+
+
+@contextmanager
+def worker_processes(url: str, count: int, name: str, **env: str) -> Iterator[Workers]:
+    """`count` workers on the database (logs in build/bench/<name>-worker-*.log), started,
+    connected and ready when this yields; stopped after."""
+    declare_queues(load_settings(), url)  # before they start together (server/worker.py)
+    environment = {**os.environ, "CRM_DATABASE_URL": url, "CRM_LOG_LEVEL": "WARNING", **env}
+    started = Workers([])
+    try:
+        for i in range(count):
+            with (BENCH_DIR / f"{name}-worker-{i}.log").open("wb") as log:
+                started.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "server.cli", "worker"],
+                        env=environment,
+                        stdout=log,
+                        stderr=log,
+                        cwd=REPO_ROOT,
+                    )
+                )
+        time.sleep(6)  # started, connected, consuming and delivering
+        started.check()
+        yield started
+    finally:
+        for process in started.processes:
             stack.stop(process)
 
 

@@ -36,7 +36,7 @@ import psycopg
 
 from bench import report
 from bench.leads import say
-from bench.procs import BENCH_DIR, fresh_database
+from bench.procs import BENCH_DIR, fresh_database, worker_processes
 from bench.scoring import OUT_DIR, embedded_stopped_afterwards
 from bench.seed import seed_leads
 from server.config import REPO_ROOT
@@ -122,30 +122,6 @@ async def bare_posts(url: str, count: int, concurrency: int = 64) -> float:
     return seconds
 
 
-@contextmanager
-def workers(url: str, count: int) -> Iterator[None]:
-    env = {**os.environ, "CRM_DATABASE_URL": url, "CRM_OUTBOUND_ALLOW": ALLOW}
-    env["CRM_LOG_LEVEL"] = "WARNING"
-    processes = []
-    for i in range(count):
-        log = (BENCH_DIR / f"triggers-worker-{i}.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=log,
-                cwd=REPO_ROOT,
-            )
-        )
-    try:
-        time.sleep(6)  # started, connected, delivery loops polling
-        yield
-    finally:
-        for process in processes:
-            stack.stop(process)
-
-
 def create_trigger(url: str, workspace_id: str, target: str) -> str:
     data = TriggerInput(
         name="bench",
@@ -197,7 +173,7 @@ def throughput(url: str, plan: Plan, lead_ids: list[str], result: Result) -> Non
     workspace_id = db.query(url, "SELECT workspace_id FROM leads WHERE id = %s", lead_ids[0])[0][0]
     with receiver("throughput") as (target, out):
         trigger_id = create_trigger(url, workspace_id, target)
-        with workers(url, plan.workers):
+        with worker_processes(url, plan.workers, "triggers", CRM_OUTBOUND_ALLOW=ALLOW):
             with psycopg.connect(libpq_url(url)) as conn:
                 conn.execute(INSERT_EVENTS, (workspace_id, workspace_id, lead_ids[: plan.events]))
                 conn.commit()
@@ -214,7 +190,10 @@ def under_load(url: str, plan: Plan, lead_ids: list[str], result: Result) -> Non
     commits: dict[str, float] = {}
     with receiver("latency") as (target, out):
         trigger_id = create_trigger(url, workspace_id, target)
-        with workers(url, plan.workers), psycopg.connect(libpq_url(url)) as conn:
+        with (
+            worker_processes(url, plan.workers, "triggers", CRM_OUTBOUND_ALLOW=ALLOW),
+            psycopg.connect(libpq_url(url)) as conn,
+        ):
             step, per_tx = 0, 10
             started = time.time()
             while time.time() - started < plan.seconds:

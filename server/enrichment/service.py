@@ -289,6 +289,13 @@ async def _connector_ids(conn: Any, workspace_id: str, connector_ids: Sequence[s
     return unique
 
 
+async def _require_in_workspace(conn: Any, table: str, workspace_id: str, id_: str) -> None:
+    """NOT_FOUND unless the workspace has it (`table` is "leads" or "segments", never input)."""
+    sql = text(f"SELECT 1 FROM {table} WHERE workspace_id = :ws AND id = :id")
+    if await conn.scalar(sql, {"ws": workspace_id, "id": id_}) is None:
+        raise NotFound.resource(table[:-1], id_)
+
+
 async def queue_run(
     conn: Any,
     *,
@@ -320,12 +327,7 @@ async def enrich_lead(
     db: Database, enqueue: Enqueue, *, workspace_id: str, lead_id: str, connector_ids: Sequence[str]
 ) -> Run:
     async with db.transaction() as conn:
-        exists = await conn.scalar(
-            text("SELECT 1 FROM leads WHERE workspace_id = :ws AND id = :id"),
-            {"ws": workspace_id, "id": lead_id},
-        )
-        if exists is None:
-            raise NotFound.resource("lead", lead_id)
+        await _require_in_workspace(conn, "leads", workspace_id, lead_id)
         run = await queue_run(
             conn, workspace_id=workspace_id, connector_ids=connector_ids, lead_id=lead_id
         )
@@ -349,12 +351,7 @@ async def batch_enrich(
         compile_predicate(parse(filter_text))  # refused here, not on the worker
     async with db.transaction() as conn:
         if segment_id:
-            exists = await conn.scalar(
-                text("SELECT 1 FROM segments WHERE workspace_id = :ws AND id = :id"),
-                {"ws": workspace_id, "id": segment_id},
-            )
-            if exists is None:
-                raise NotFound.resource("segment", segment_id)
+            await _require_in_workspace(conn, "segments", workspace_id, segment_id)
         run = await queue_run(
             conn,
             workspace_id=workspace_id,
@@ -376,11 +373,6 @@ async def get_run(db: Database, *, workspace_id: str, run_id: str) -> Run:
 
 async def lead_enrichment(db: Database, *, workspace_id: str, lead_id: str) -> list[EnrichedField]:
     async with db.read() as conn:
-        exists = await conn.scalar(
-            text("SELECT 1 FROM leads WHERE workspace_id = :ws AND id = :id"),
-            {"ws": workspace_id, "id": lead_id},
-        )
-        if exists is None:
-            raise NotFound.resource("lead", lead_id)
+        await _require_in_workspace(conn, "leads", workspace_id, lead_id)
         rows = await queries.provenance(conn, lead_ids=[lead_id])
     return [EnrichedField(r.field, r.value, r.connector_id, r.enriched_at) for r in rows]
