@@ -100,7 +100,8 @@ def _check(data: ConnectorInput, allow: AllowList) -> None:
         if data.http_json is None:
             problems.append(("http_json", "required for HTTP_JSON"))
         else:
-            problems += [(f"http_json.{f}", d) for f, d in _http_problems(data.http_json, allow)]
+            found = connector_logic.check_http_json(data.http_json, allow)
+            problems += [(f"http_json.{field}", reason) for field, reason in found]
         problems += connector_logic.check_field_map(data.field_map)  # named `field_map`
     elif data.field_map or data.http_json is not None:
         problems.append(("field_map", "built-in connectors take no http_json or field_map"))
@@ -118,13 +119,6 @@ def _check(data: ConnectorInput, allow: AllowList) -> None:
             reason=REASON,
             violations=violations,
         )
-
-
-def _http_problems(http_json: HttpJson, allow: AllowList) -> list[tuple[str, str]]:
-    return [
-        (f.removeprefix("http_json."), d)
-        for f, d in connector_logic.check_http_json(http_json, allow)
-    ]
 
 
 def _stored(data: ConnectorInput) -> dict[str, Any]:

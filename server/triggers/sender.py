@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from server.errors import DomainError
 from server.outbound import OutboundClient, OutboundError, OutboundRefused, Response
 from server.triggers import attempts, fanout, signing, slack
 from server.triggers.attempts import Outcome
-from server.triggers.model import DeliveryStatus
+from server.triggers.model import ActionKind, DeliveryStatus
 from server.triggers.service import active_secrets
 
 log = logging.getLogger("tnx.triggers")
@@ -57,34 +57,20 @@ class Claimed:
     attempts: int
     action: dict[str, str]
     secrets: list[dict[str, Any]]
-    lead_id: str | None = None
-    workspace_id: str = ""
+    lead_id: str | None
+    workspace_id: str
 
 
-_CLAIM_WEBHOOKS = text(
+# Due deliveries of one action kind ("webhook", "enrichment"); a trigger told to keep quiet
+# (Retry-After) is skipped until then.
+_CLAIM_DUE = text(
     """
     WITH due AS (
         SELECT d.id FROM deliveries d
         WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
           AND EXISTS (SELECT 1 FROM triggers t WHERE t.id = d.trigger_id AND t.enabled
-                      AND t.action_kind = 'webhook'
+                      AND t.action_kind = :kind
                       AND (t.send_after IS NULL OR t.send_after <= now()))
-        ORDER BY d.next_attempt_at LIMIT :limit FOR UPDATE OF d SKIP LOCKED
-    )
-    UPDATE deliveries d SET next_attempt_at = now() + :lease, attempts = d.attempts + 1,
-        last_attempt_at = now()
-    FROM due, triggers t WHERE d.id = due.id AND t.id = d.trigger_id
-    RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets
-    """
-)
-# A trigger's enrichment action: a run of its connector on the event's lead, in this loop.
-_CLAIM_ENRICHMENTS = text(
-    """
-    WITH due AS (
-        SELECT d.id FROM deliveries d
-        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
-          AND EXISTS (SELECT 1 FROM triggers t WHERE t.id = d.trigger_id AND t.enabled
-                      AND t.action_kind = 'enrichment')
         ORDER BY d.next_attempt_at LIMIT :limit FOR UPDATE OF d SKIP LOCKED
     )
     UPDATE deliveries d SET next_attempt_at = now() + :lease, attempts = d.attempts + 1,
@@ -116,7 +102,8 @@ _CLAIM_SLACK = text(
     UPDATE deliveries d SET next_attempt_at = now() + :lease, attempts = d.attempts + 1,
         last_attempt_at = now()
     FROM due, triggers t WHERE d.id = due.id AND t.id = d.trigger_id
-    RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets
+    RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets,
+              d.lead_id, d.workspace_id
     """
 )
 _RECORD = text(
@@ -190,14 +177,14 @@ class Sender:
             self.fanned_at = now
             fanned = await self.fan_out()
             started += await self.start_slack()
-            started += await self.start_enrichments()
+            started += await self.start(ActionKind.ENRICHMENT, self._enrichment)
         if len(self.done) >= CLAIM_AT_ONCE or (
             self.done and now - self.recorded_at >= TICK_SECONDS
         ):
             self.recorded_at = now
             recorded = await self.flush()
         if CONCURRENCY - len(self.in_flight) >= CLAIM_AT_ONCE or not self.in_flight:
-            started += await self.start_webhooks()
+            started += await self.start(ActionKind.WEBHOOK, self._webhook)
         return bool(fanned or recorded or started)
 
     async def fan_out(self) -> int:
@@ -220,22 +207,17 @@ class Sender:
         async with self.db.transaction() as conn:
             return _claimed(await conn.execute(statement, {"lease": lease(), **params}))
 
-    async def start_webhooks(self) -> int:
+    async def start(self, kind: str, send: Callable[[Claimed], Awaitable[Outcome]]) -> int:
+        """Claim due deliveries of one action kind for the free slots and attempt each."""
         room = CONCURRENCY - len(self.in_flight)
-        claimed = await self._claim(_CLAIM_WEBHOOKS, limit=room) if room > 0 else []
+        claimed = await self._claim(_CLAIM_DUE, kind=kind, limit=room) if room > 0 else []
         for item in claimed:
-            self._spawn(self._webhook_attempt(item))
+            self._spawn(self._attempt(item, send))
         return len(claimed)
 
-    async def start_enrichments(self) -> int:
-        room = CONCURRENCY - len(self.in_flight)
-        claimed = await self._claim(_CLAIM_ENRICHMENTS, limit=room) if room > 0 else []
-        for item in claimed:
-            self._spawn(self._enrichment_attempt(item))
-        return len(claimed)
-
-    async def _enrichment_attempt(self, item: Claimed) -> None:
-        outcome = await self._enrichment(item)
+    async def _attempt(self, item: Claimed, send: Callable[[Claimed], Awaitable[Outcome]]) -> None:
+        outcome = await send(item)
+        # Only now look self.done up: flush() swaps in a new list while attempts run.
         self.done.append((item, outcome))
 
     async def _enrichment(self, item: Claimed) -> Outcome:
@@ -254,11 +236,6 @@ class Sender:
         except DomainError as refused:  # the connector was deleted or disabled
             return Outcome(DeliveryStatus.DEAD, error=refused.message)
         return Outcome(DeliveryStatus.SUCCEEDED, error="")
-
-    async def _webhook_attempt(self, item: Claimed) -> None:
-        outcome = await self._webhook(item)
-        # Only now look self.done up: flush() swaps in a new list while attempts run.
-        self.done.append((item, outcome))
 
     async def _webhook(self, item: Claimed) -> Outcome:
         body = item.body.encode()
@@ -341,20 +318,7 @@ class Sender:
 
 
 def _claimed(rows: Any) -> list[Claimed]:
-    return [
-        Claimed(
-            r.id,
-            r.trigger_id,
-            r.event_id,
-            r.body,
-            r.attempts,
-            r.action,
-            r.secrets,
-            getattr(r, "lead_id", None),
-            getattr(r, "workspace_id", ""),
-        )
-        for r in rows
-    ]
+    return [Claimed(**row._mapping) for row in rows]
 
 
 def slack_item(claimed: Claimed) -> slack.SlackItem:
