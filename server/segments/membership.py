@@ -288,6 +288,24 @@ _ADD_STATIC = text(
 ).bindparams(bindparam("lead_ids", type_=ARRAY(Text)), bindparam("segment_ids", type_=ARRAY(Text)))
 
 
+# The rows locked in lead order before they go: a plain DELETE locks them in the order it
+# finds them on disk, and two writers of one segment taking overlapping rows in different
+# orders deadlocked (adds insert in lead order too).
+_REMOVE_STATIC = text(
+    """
+    WITH doomed AS (
+        SELECT lead_id FROM segment_members
+        WHERE segment_id = :segment_id AND lead_id = ANY(:lead_ids)
+        ORDER BY lead_id
+        FOR UPDATE
+    )
+    DELETE FROM segment_members m USING doomed d
+    WHERE m.segment_id = :segment_id AND m.lead_id = d.lead_id
+    RETURNING m.lead_id
+    """
+).bindparams(bindparam("lead_ids", type_=ARRAY(Text)))
+
+
 async def remove_static(
     conn: AsyncConnection,
     *,
@@ -299,12 +317,8 @@ async def remove_static(
     """Remove leads from a static segment, with an exit event each and the member count."""
     if not lead_ids:
         return []
-    statement = text(
-        "DELETE FROM segment_members WHERE segment_id = :segment_id AND lead_id = ANY(:lead_ids) "
-        "RETURNING lead_id"
-    ).bindparams(bindparam("lead_ids", type_=ARRAY(Text)))
     params = {"segment_id": segment_id, "lead_ids": list(lead_ids)}
-    removed = (await conn.scalars(statement, params)).all()
+    removed = (await conn.scalars(_REMOVE_STATIC, params)).all()
     changes = [Change(segment_id, lead_id, EXITED) for lead_id in removed]
     exits = [
         catalogue.new(
