@@ -69,16 +69,55 @@ def _is_set(conn: psycopg.Connection[Any], name: str, value: str) -> bool:
     return same == (True,)
 
 
+def _private(server: Any) -> dict[str, str]:
+    """No TCP listener, and the socket only in the owner-only data directory, even after a
+    plain `pg_ctl restart` without the wheel's options: the embedded server trusts whoever
+    connects, so only this machine's stack user may reach it."""
+    return {
+        "listen_addresses": "",
+        "unix_socket_directories": str(server.pgdata),
+        "unix_socket_permissions": "0700",
+    }
+
+
+def _is_persisted(conn: psycopg.Connection[Any], name: str, value: str) -> bool:
+    row = conn.execute(
+        "SELECT setting FROM pg_file_settings WHERE name = %s"
+        " AND sourcefile LIKE '%%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+    # A list setting (the socket directories) is stored with its elements double-quoted.
+    return row is not None and row[0].strip('"') == value
+
+
+def _refuse_tcp(server: Any) -> bool:
+    """pg_hba.conf: TCP connections rejected instead of trusted (initdb's default). Returns
+    whether the file changed (then the configuration must be reloaded)."""
+    hba = Path(server.pgdata) / "pg_hba.conf"
+    lines = hba.read_text().splitlines(keepends=True)
+    kept = [
+        line.replace("trust", "reject") if line.lstrip().startswith("host") else line
+        for line in lines
+    ]
+    if kept == lines:
+        return False
+    hba.write_text("".join(kept))
+    return True
+
+
 def _apply_settings(server: Any) -> None:
     """Persist settings() with ALTER SYSTEM; restart the server when shared_buffers changed,
     which in practice happens once, on the first start of a new data directory."""
-    wanted = settings()
+    wanted = {**settings(), **_private(server)}
+    private = _private(server)
     with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
-        changed = [name for name, value in wanted.items() if not _is_set(conn, name, value)]
+        changed = [name for name, value in settings().items() if not _is_set(conn, name, value)]
+        # The server runs with these as options already: what matters is that they persist.
+        changed += [n for n, value in private.items() if not _is_persisted(conn, n, value)]
         for name in changed:
             statement = sql.SQL("ALTER SYSTEM SET {} = {}")
             conn.execute(statement.format(sql.Identifier(name), sql.Literal(wanted[name])))
-        if changed:
+        if _refuse_tcp(server) or changed:
             conn.execute("SELECT pg_reload_conf()")
     if "shared_buffers" in changed:
         _restart(server)

@@ -25,6 +25,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=True,
         # A server restart must not leave the pool holding dead connections for long.
         pool_recycle=1800,
+        # A database that does not answer fails the request in seconds, not at TCP's timeout.
+        connect_args={"connect_timeout": 5},
     )
 
 

@@ -5,7 +5,7 @@ google.rpc.BadRequest field violations for invalid input."""
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -64,3 +64,22 @@ def internal_status(reason: str, message: str, code: int = code_pb2.INTERNAL) ->
     return rpc_status.to_status(
         status_pb2.Status(code=code, message=message, details=[_packed(info)])
     )
+
+
+# How long a client should wait before retrying a call the database could not serve.
+RETRY_AFTER_S = 1
+
+
+def retry_status(reason: str, message: str, code: int) -> grpc.Status:
+    """UNAVAILABLE or ABORTED with a google.rpc.RetryInfo hint (and `retry-after` metadata,
+    which the gateway passes to REST clients as a header)."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_S))
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code, message=message, details=[_packed(info), _packed(retry)])
+    )
+    hint = ("retry-after", str(RETRY_AFTER_S))
+    replaced: grpc.Status = status._replace(  # type: ignore[attr-defined]
+        trailing_metadata=(*status.trailing_metadata, hint)
+    )
+    return replaced

@@ -11,12 +11,13 @@ from typing import Any
 
 import grpc
 from google.rpc import code_pb2
-from sqlalchemy.exc import DBAPIError
 
 from server.auth.service import Authenticator
+from server.db import failures
+from server.db.failures import Failure
 from server.errors import DomainError
 from server.rpc.context import current_principal, current_request_id
-from server.rpc.errors import internal_status, to_status
+from server.rpc.errors import internal_status, retry_status, to_status
 
 log = logging.getLogger("tnx.rpc")
 
@@ -55,11 +56,16 @@ class _Call:
         """Turn an exception into a status; grpc's own abort passes through untouched."""
         if isinstance(exc, DomainError):
             status = to_status(exc)
-        elif isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            status = internal_status(
-                "DATABASE_UNAVAILABLE",
-                "the database is unavailable; retry",
-                code=code_pb2.UNAVAILABLE,
+        elif (failure := failures.classify(exc)) is Failure.UNAVAILABLE:
+            log.warning("database unavailable in %s: %s", self.method, type(exc).__name__)
+            status = retry_status(
+                "DATABASE_UNAVAILABLE", "the database is unavailable; retry", code_pb2.UNAVAILABLE
+            )
+        elif failure is Failure.CONFLICT:
+            status = retry_status(
+                "CONCURRENT_WRITE",
+                "a concurrent request changed the same records; retry",
+                code_pb2.ABORTED,
             )
         else:
             log.exception("unhandled error in %s request_id=%s", self.method, self.request_id)

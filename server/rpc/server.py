@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tnx.crm.v1 import (
     company_service_pb2,
@@ -55,6 +55,7 @@ from server.imports.tasks import enqueuer
 from server.leads.rpc import LeadServicer
 from server.outbound import AllowList
 from server.pagination import CursorCodec
+from server.rpc import health_watch
 from server.rpc.interceptors import RequestInterceptor
 from server.scoring import tasks as scoring_tasks
 from server.scoring.rpc import ScoringServicer
@@ -181,8 +182,9 @@ async def serve(
     await server.start()
     # Rule segments whose build a restart cut short carry on where they stopped.
     await app.builder.resume()
-    for name in [*SERVICE_NAMES, ""]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names = [*SERVICE_NAMES, ""]
+    await health_watch.set_all(health_servicer, names, health_watch.SERVING)
+    watcher = asyncio.create_task(health_watch.watch_database(app.db, health_servicer, names))
     log.info("gRPC listening on %s:%d", settings.grpc_host, settings.grpc_port)
 
     stop = asyncio.Event()
@@ -191,7 +193,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: draining in-flight calls for up to %.0fs", SHUTDOWN_GRACE_S)
-    for name in [*SERVICE_NAMES, ""]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    watcher.cancel()
+    await health_watch.set_all(health_servicer, names, health_watch.NOT_SERVING)
     await server.stop(SHUTDOWN_GRACE_S)
     await app.db.close()
