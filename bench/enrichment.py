@@ -55,7 +55,7 @@ from bench.procs import (
     worker_processes,
 )
 from bench.procs import postmaster_pid as find_postmaster
-from bench.scoring import OUT_DIR, embedded_stopped_afterwards
+from bench.scoring import OUT_DIR
 from bench.seed import seed_leads
 from server.config import REPO_ROOT, load_settings
 from server.db.engine import Database
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     result = Result(limit_per_s=plan.rate_per_minute / 60)
     say(f"plan: {plan}; {os.cpu_count()} CPUs; runner concurrency {CONCURRENCY}")
-    with embedded_stopped_afterwards(), fresh_database() as url:
+    with fresh_database() as url:
         workspace_id = db.create_workspace(url, "bench-enrichment").workspace_id
         seeded = seed_leads(url, workspace_id, plan.leads, samples=plan.leads)
         say(f"seeded {seeded.count:,} leads in {seeded.seconds:.1f} s")

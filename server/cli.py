@@ -35,7 +35,7 @@ def _logging(settings: Settings) -> None:
 
 def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
     async def run() -> T:
-        db = Database(make_engine(database_url(settings), pool_size=1))
+        db = Database(make_engine(database_url(settings, existing=True), pool_size=1))
         try:
             return await action(db)
         finally:
@@ -161,7 +161,7 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_workspaces_create(settings: Settings, args: argparse.Namespace) -> int:
-    migrate.upgrade(database_url(settings))
+    migrate.upgrade(database_url(settings, existing=True))
     created = _with_db(settings, lambda db: auth.create_workspace(db, name=args.name))
     print(f"workspace {created.workspace_id} ({args.name}); API key {created.key_id} (shown once):")
     print(created.key)

