@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import socket
@@ -22,15 +21,13 @@ from server.db.engine import Database, make_engine
 from server.db.url import database_url
 from server.errors import DomainError
 from server.imports import cli as imports_cli
+from server.observability import logs
 
 T = TypeVar("T")
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(settings.log_level)
 
 
 def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:

@@ -109,10 +109,42 @@ def declare_queues(settings: Settings, url: str) -> list[str]:
     return queues
 
 
+def _import_jobs_by_state(url: str) -> list[tuple[str, int]]:
+    import psycopg
+
+    from server.db.url import libpq_url
+
+    with psycopg.connect(libpq_url(url), connect_timeout=3) as conn:
+        rows = conn.execute(
+            "SELECT status, count(*) FROM import_jobs"
+            " WHERE status IN ('UPLOADING', 'QUEUED', 'RUNNING') GROUP BY status"
+        ).fetchall()
+    return [(str(status), int(count)) for status, count in rows]
+
+
+def _serve_metrics(app: Celery, url: str) -> None:
+    """CRM_WORKER_METRICS_PORT: /metrics (import rows, deliveries, import queue depth) and
+    /livez, which is 200 from the moment the worker consumes its queues until it stops."""
+    from celery import signals
+    from prometheus_client.core import REGISTRY
+
+    from server.observability import metrics
+
+    port = metrics.port_from_env("CRM_WORKER_METRICS_PORT")
+    if port <= 0:
+        return
+    consuming = {"now": False}
+    signals.worker_ready.connect(lambda **_: consuming.update(now=True), weak=False)
+    signals.worker_shutting_down.connect(lambda **_: consuming.update(now=False), weak=False)
+    REGISTRY.register(metrics.QueueDepth(lambda: _import_jobs_by_state(url)))
+    metrics.serve(port, live=lambda: consuming["now"])
+
+
 def worker_main(settings: Settings, url: str) -> None:
     """`tnx-crm worker`: one process, one task at a time (run more processes for more)."""
     app = make_app(broker_url(settings, url))
     queues = register_all(app, url)
+    _serve_metrics(app, url)
     app.worker_main(
         [
             "worker",

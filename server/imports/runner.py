@@ -38,6 +38,7 @@ from server.imports.batches import Options, Plan, batches
 from server.imports.enums import FileFormat, JobStatus, Mode
 from server.imports.settings import ImportSettings
 from server.imports.writer import Batch, JobSpec, LostOwnership, Writer
+from server.observability import metrics
 
 log = logging.getLogger("tnx.imports.worker")
 
@@ -266,6 +267,9 @@ class Run:
             try:
                 async with writer.conn.begin():
                     outcome = await writer.write(batch, expected=checkpoint)
+                metrics.IMPORT_ROWS.labels("imported").inc(outcome.created + outcome.updated)
+                metrics.IMPORT_ROWS.labels("skipped").inc(outcome.skipped)
+                metrics.IMPORT_ROWS.labels("failed").inc(outcome.failed)
                 return outcome.status
             except DBAPIError as exc:
                 state = getattr(exc.orig, "sqlstate", None)

@@ -16,6 +16,7 @@ from server.auth.service import Authenticator
 from server.db import failures
 from server.db.failures import Failure
 from server.errors import DomainError
+from server.observability import metrics
 from server.rpc.context import current_principal, current_request_id
 from server.rpc.errors import internal_status, retry_status, to_status
 
@@ -74,7 +75,9 @@ class _Call:
         await context.abort(status.code, status.details, status.trailing_metadata)
 
     def finish(self) -> None:
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        elapsed_s = time.perf_counter() - self.started
+        metrics.observe_rpc(self.method, self.code, elapsed_s)
+        elapsed_ms = elapsed_s * 1000
         log.info(
             "%s %s %.1fms ws=%s request_id=%s",
             self.method,

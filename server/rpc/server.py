@@ -53,6 +53,7 @@ from server.imports import settings as import_settings
 from server.imports.rpc import ImportServicer
 from server.imports.tasks import enqueuer
 from server.leads.rpc import LeadServicer
+from server.observability import metrics
 from server.outbound import AllowList
 from server.pagination import CursorCodec
 from server.rpc import health_watch
@@ -180,6 +181,7 @@ async def serve(
     )
     server, health_servicer = build_server(app, settings, extra=extra)
     await server.start()
+    metrics.serve(metrics.port_from_env("CRM_METRICS_PORT"))
     # Rule segments whose build a restart cut short carry on where they stopped.
     await app.builder.resume()
     names = [*SERVICE_NAMES, ""]

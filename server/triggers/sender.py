@@ -27,6 +27,7 @@ from server.db.engine import Database
 from server.enrichment import service as enrichment
 from server.enrichment.runner import Runner
 from server.errors import DomainError
+from server.observability import metrics
 from server.outbound import OutboundClient, OutboundError, OutboundRefused, Response
 from server.triggers import attempts, fanout, signing, slack
 from server.triggers.attempts import Outcome
@@ -59,6 +60,7 @@ class Claimed:
     secrets: list[dict[str, Any]]
     lead_id: str | None
     workspace_id: str
+    kind: str
 
 
 # Due deliveries of one action kind ("webhook", "enrichment"); a trigger told to keep quiet
@@ -77,7 +79,7 @@ _CLAIM_DUE = text(
         last_attempt_at = now()
     FROM due, triggers t WHERE d.id = due.id AND t.id = d.trigger_id
     RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets,
-              d.lead_id, d.workspace_id
+              d.lead_id, d.workspace_id, t.action_kind AS kind
     """
 )
 _SLACK_TRIGGERS = text(
@@ -103,7 +105,7 @@ _CLAIM_SLACK = text(
         last_attempt_at = now()
     FROM due, triggers t WHERE d.id = due.id AND t.id = d.trigger_id
     RETURNING d.id, d.trigger_id, d.event_id, d.body, d.attempts, t.action, t.secrets,
-              d.lead_id, d.workspace_id
+              d.lead_id, d.workspace_id, t.action_kind AS kind
     """
 )
 _RECORD = text(
@@ -307,6 +309,7 @@ class Sender:
                 },
             )
             for item, outcome in zip(claimed, outcomes, strict=True):
+                metrics.DELIVERIES.labels(item.kind, outcome.status).inc()
                 if outcome.disable:
                     await conn.execute(
                         _DISABLE, {"reason": outcome.disable, "trigger": item.trigger_id}

@@ -1,0 +1,112 @@
+"""What an operator sees: Prometheus metrics from the server and the worker, a worker
+liveness check, and JSON log lines that carry the request id a client sent."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+from tnx.crm.v1 import import_service_pb2_grpc, lead_pb2, lead_service_pb2, lead_service_pb2_grpc
+
+from tests.conftest import Workspace
+from tests.support import imports, stack
+
+
+def _scrape(port: int, path: str = "/metrics") -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+def test_server_counts_calls_by_method_and_code_and_logs_json_with_the_request_id(
+    database_url: str, workspace: Workspace, tmp_path: Path
+) -> None:
+    metrics_port = stack.free_port()
+    log_path = tmp_path / "server.log"
+    with (
+        stack.grpc_server(
+            database_url,
+            log_path,
+            CRM_METRICS_PORT=str(metrics_port),
+            CRM_LOG_FORMAT="json",
+            CRM_LOG_LEVEL="INFO",
+        ) as (address, _),
+        grpc.insecure_channel(address) as channel,
+    ):
+        leads = lead_service_pb2_grpc.LeadServiceStub(channel)
+        request_id = f"req-{uuid.uuid4().hex[:8]}"
+        metadata = (*workspace.metadata, ("x-request-id", request_id))
+        leads.CreateLead(
+            lead_service_pb2.CreateLeadRequest(lead=lead_pb2.Lead(email="seen@metrics.io")),
+            metadata=metadata,
+        )
+        with pytest.raises(grpc.RpcError):
+            leads.GetLead(lead_service_pb2.GetLeadRequest(id="lead_missing"), metadata=metadata)
+        text = _scrape(metrics_port).text
+
+    create = "/tnx.crm.v1.LeadService/CreateLead"
+    get = "/tnx.crm.v1.LeadService/GetLead"
+    assert _sample(text, "tnx_rpc_duration_seconds_count", method=create, code="OK") == 1
+    assert _sample(text, "tnx_rpc_duration_seconds_count", method=get, code="NOT_FOUND") == 1
+    assert _sample(text, "tnx_rpc_duration_seconds_bucket", method=create, code="OK", le="+Inf")
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert lines, "no JSON log line"
+    mine = [line for line in lines if line["request_id"] == request_id]
+    assert any(create in line["message"] for line in mine), mine
+    assert any(get in line["message"] and "NOT_FOUND" in line["message"] for line in mine)
+
+
+def test_worker_reports_import_rows_and_queue_depth_and_answers_its_liveness_check(
+    database_url: str, workspace: Workspace, tmp_path: Path
+) -> None:
+    queue = f"imports-observed-{uuid.uuid4().hex[:8]}"
+    metrics_port = stack.free_port()
+    worker = imports.WorkerProcess(
+        database_url,
+        tmp_path / "worker.log",
+        CRM_IMPORT_QUEUE=queue,
+        CRM_WORKER_METRICS_PORT=str(metrics_port),
+    )
+    with stack.grpc_server(database_url, tmp_path / "server.log", CRM_IMPORT_QUEUE=queue) as (
+        address,
+        _,
+    ):
+        worker.start()
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if _scrape(metrics_port, "/livez").status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "the worker never became live"
+                time.sleep(0.2)
+            rows = [["email"], *([f"row{i}@observed.io"] for i in range(25)), ["not-an-email"]]
+            with grpc.insecure_channel(address) as channel:
+                job = imports.run(
+                    import_service_pb2_grpc.ImportServiceStub(channel),
+                    workspace.metadata,
+                    imports.csv_bytes(rows),
+                )
+            assert (job.rows_created, job.rows_failed) == (25, 1)
+            text = _scrape(metrics_port).text
+        finally:
+            worker.stop()
+    assert _sample(text, "tnx_import_rows_total", outcome="imported") == 25
+    assert _sample(text, "tnx_import_rows_total", outcome="failed") == 1
+    assert "tnx_import_jobs" in text
