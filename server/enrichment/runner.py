@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.db import locks
 from server.db.engine import AnyRow, Database
 from server.db.tables import leads, segment_members
 from server.enrichment import apply, lookups, queries
@@ -90,16 +91,9 @@ class Runner:
 
     async def run(self, run_id: str) -> None:
         """Carry the run on; nothing happens when another worker holds it or it is done."""
-        async with self.db.engine.connect() as holder:
-            lock = text("SELECT pg_try_advisory_lock(hashtext('enrichment:' || :id))")
-            if not await holder.scalar(lock, {"id": run_id}):
-                return
-            try:
+        async with locks.held(self.db, f"enrichment:{run_id}") as mine:
+            if mine:
                 await self._carry_on(run_id)
-            finally:
-                unlock = text("SELECT pg_advisory_unlock(hashtext('enrichment:' || :id))")
-                await holder.execute(unlock, {"id": run_id})
-                await holder.commit()
 
     async def _carry_on(self, run_id: str) -> None:
         async with self.db.transaction() as conn:

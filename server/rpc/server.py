@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ from server.rpc.interceptors import RequestInterceptor
 from server.scoring import tasks as scoring_tasks
 from server.scoring.rpc import ScoringServicer
 from server.segments.rpc import SegmentServicer
-from server.segments.service import SegmentBuilder
+from server.segments.service import RESUME_SECONDS, SegmentBuilder
 from server.triggers.rpc import TriggerServicer
 
 log = logging.getLogger("tnx.server")
@@ -182,8 +183,9 @@ async def serve(
     server, health_servicer = build_server(app, settings, extra=extra)
     await server.start()
     metrics.serve(metrics.port_from_env("CRM_METRICS_PORT"))
-    # Rule segments whose build a restart cut short carry on where they stopped.
-    await app.builder.resume()
+    # Rule segments whose build a stopped process cut short: now, and every so often.
+    every = float(os.environ.get("CRM_SEGMENT_RESUME_SECONDS", "") or RESUME_SECONDS)
+    resumer = asyncio.create_task(app.builder.resume_every(every))
     names = [*SERVICE_NAMES, ""]
     await health_watch.set_all(health_servicer, names, health_watch.SERVING)
     watcher = asyncio.create_task(health_watch.watch_database(app.db, health_servicer, names))
@@ -196,6 +198,7 @@ async def serve(
     await stop.wait()
     log.info("shutting down: draining in-flight calls for up to %.0fs", SHUTDOWN_GRACE_S)
     watcher.cancel()
+    resumer.cancel()
     await health_watch.set_all(health_servicer, names, health_watch.NOT_SERVING)
     await server.stop(SHUTDOWN_GRACE_S)
     await app.db.close()

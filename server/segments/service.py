@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import ids
+from server.db import locks
 from server.db.engine import AnyRow, Database
 from server.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from server.events import catalogue
@@ -30,6 +31,8 @@ MAX_MEMBER_IDS = 1000
 # so it is READY when the call returns; larger ones build in the background.
 SYNC_BUILD_LIMIT = 20_000
 BUILD_BATCH = 5_000
+# How often each server looks for rule segments left BUILDING by a process that stopped.
+RESUME_SECONDS = 30.0
 UPDATABLE = ("name", "description", "rules")
 MANUAL = "manual"  # the cause of a membership change made through the members API
 
@@ -98,20 +101,27 @@ class SegmentBuilder:
     """Populates rule segments in the background, one batch per transaction, so writes are
     never blocked for long; a segment is READY once every lead has been evaluated.
 
-    Builds run in the server process; a build cut short by a restart is picked up again at
-    start-up (`resume`), because a segment stays `building` until its last batch commits."""
+    Any server process may build any segment: a build holds an advisory lock on its segment
+    (one builder at a time, whichever process scheduled it), and every process looks for
+    segments left BUILDING every `RESUME_SECONDS` (at start-up too), so a build whose
+    server stopped is carried on by another without waiting for a restart."""
 
     def __init__(self, db: Database, *, sync_limit: int = SYNC_BUILD_LIMIT) -> None:
         self.db = db
         self.sync_limit = sync_limit
         self._tasks: set[asyncio.Task[None]] = set()
+        self._building: set[str] = set()  # segment ids this process is building now
 
     def schedule(self, *, workspace_id: str, segment_id: str) -> None:
+        if segment_id in self._building:
+            return
+        self._building.add(segment_id)
         task = asyncio.get_running_loop().create_task(
             self.build(workspace_id=workspace_id, segment_id=segment_id)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._building.discard(segment_id))
 
     async def resume(self) -> None:
         async with self.db.transaction() as conn:
@@ -119,15 +129,26 @@ class SegmentBuilder:
         for row in pending:
             self.schedule(workspace_id=row.workspace_id, segment_id=row.id)
 
+    async def resume_every(self, seconds: float = RESUME_SECONDS) -> None:
+        """Runs until cancelled: pick up builds no process is carrying on."""
+        while True:
+            try:
+                await self.resume()
+            except Exception:  # the database may be away; the next round tries again
+                log.warning("looking for unfinished segment builds failed", exc_info=True)
+            await asyncio.sleep(seconds)
+
     async def wait(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def build(self, *, workspace_id: str, segment_id: str) -> None:
         try:
-            await build_segment(self.db, workspace_id=workspace_id, segment_id=segment_id)
+            async with locks.held(self.db, f"segment-build:{segment_id}") as mine:
+                if mine:  # else another process builds it
+                    await build_segment(self.db, workspace_id=workspace_id, segment_id=segment_id)
         except Exception:
-            log.exception("building segment %s failed; it stays BUILDING until restart", segment_id)
+            log.exception("building segment %s failed; another round will retry", segment_id)
 
 
 async def build_segment(db: Database, *, workspace_id: str, segment_id: str) -> None:
