@@ -29,6 +29,7 @@ from server.events import catalogue
 from server.events import service as events
 from server.events.catalogue import EventType
 from server.fields import CUSTOM_PATH, CustomPatch
+from server.filtering.fields import CUSTOM_PREFIX
 from server.leads import queries
 from server.leads.model import DEFAULT_SOURCE, DEFAULT_STATUS, WRITABLE, LeadInput
 from server.leads.phones import to_e164
@@ -155,7 +156,8 @@ async def patch(
             # The other half of the pair is stored: read it (under lock, as the write will).
             current = current or await _locked(conn, workspace_id, lead_id)
         values["phone_e164"] = _phone_e164(data, whole, country, current)
-    if relink or whole & {"company_id", "company", "email"}:
+    relinked = relink or bool(whole & {"company_id", "company", "email"})
+    if relinked:
         link_by_email = relink or "email" in whole
         values.update(
             await _company_link(conn, workspace_id, lead_id, data, whole, current, link_by_email)
@@ -172,8 +174,10 @@ async def patch(
     if row is None:
         raise NotFound.resource("lead", lead_id)
     versions = row.rule_segment_versions
+    written = row
     row = await _score(conn, workspace_id, row, cause, score_written="score" in whole)
-    segment_ids = await _refresh(conn, workspace_id, row, cause, versions)
+    touched = _touched(whole, custom, relinked=relinked, rescored=row.score != written.score)
+    segment_ids = await _refresh(conn, workspace_id, row, cause, versions, touched)
     if changed is None:
         changed = sorted(whole | {f"{CUSTOM_PATH}{key}" for key in [*custom.merge, *custom.remove]})
     if changed:
@@ -184,6 +188,25 @@ async def patch(
             events=[catalogue.new(origin.update_event(), lead_id, payload)],
         )
     return Written(row=row, created=False, changed=changed, segment_ids=segment_ids)
+
+
+def _touched(
+    whole: set[str], custom: CustomPatch, *, relinked: bool, rescored: bool
+) -> frozenset[str]:
+    """The rule fields a patch may have changed: those written (updated_at always moves),
+    what derives from them, the company's fields when the link may have moved, the score
+    when the scoring model moved it."""
+    fields = {"updated_at", *whole}
+    if "email" in whole:
+        fields.add("email_domain")
+    if relinked:
+        fields |= {"company_id", "company", membership.ANY_COMPANY}
+    if custom.replace is not None:
+        fields.add(membership.ANY_CUSTOM)
+    fields |= {f"{CUSTOM_PREFIX}{key}" for key in [*custom.merge, *custom.remove]}
+    if rescored:
+        fields.add("score")
+    return frozenset(fields)
 
 
 def _phone_e164(
@@ -289,6 +312,10 @@ async def record_activity_times(
     await activity_followups(conn, workspace_id=workspace_id, lead_ids=lead_ids)
 
 
+# What new activities change on a lead (updated_at is the lead's own fields' time).
+ACTIVITY_TOUCHES = frozenset({"last_activity_at", "score"})
+
+
 async def activity_followups(
     conn: AsyncConnection, *, workspace_id: str, lead_ids: Sequence[str]
 ) -> None:
@@ -301,7 +328,11 @@ async def activity_followups(
         conn, workspace_id=workspace_id, lead_ids=lead_ids, cause=ACTIVITY_CAUSE, refresh=False
     )
     await membership.refresh(
-        conn, workspace_id=workspace_id, lead_ids=lead_ids, cause=ACTIVITY_CAUSE
+        conn,
+        workspace_id=workspace_id,
+        lead_ids=lead_ids,
+        cause=ACTIVITY_CAUSE,
+        touched=ACTIVITY_TOUCHES,
     )
 
 
@@ -384,12 +415,18 @@ async def _refresh(
     row: AnyRow,
     cause: str,
     versions: list[str] | None = None,
+    touched: frozenset[str] | None = None,
 ) -> list[str]:
     """Keep rule segments current for this lead, in the writing transaction; returns its
     segment ids after that: the ones `row` was written with, plus entries, minus exits (no
-    second read of the lead). `versions`: see membership.refresh."""
+    second read of the lead). `versions`, `touched`: see membership.refresh."""
     changes = await membership.refresh(
-        conn, workspace_id=workspace_id, lead_ids=[row.id], cause=cause, versions=versions
+        conn,
+        workspace_id=workspace_id,
+        lead_ids=[row.id],
+        cause=cause,
+        versions=versions,
+        touched=touched,
     )
     segment_ids = set(row.segment_ids or [])
     for change in changes:

@@ -32,8 +32,9 @@ from server.db.tables import segments as segments_table
 from server.events import catalogue
 from server.events import service as events
 from server.events.catalogue import EventType
-from server.filtering.ast import Node
+from server.filtering.ast import Condition, Node, Not
 from server.filtering.compiler import compile_predicate
+from server.filtering.fields import COMPANY_PREFIX, CUSTOM_PREFIX
 from server.segments import rules
 from server.segments.enums import Membership
 
@@ -44,6 +45,12 @@ EXITED = EventType.SEGMENT_LEAD_EXITED
 # Named paramstyle: literal SQL with single % signs; text() escapes them for the driver.
 _DIALECT = postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
 _predicate_sql: dict[str, str] = {}  # version → the rule as SQL
+_rule_fields: dict[str, frozenset[str]] = {}  # version → the fields its rule reads
+
+# In a write's `touched` fields: any custom field (the whole map was replaced), and any field
+# of the lead's company (the lead was linked to another company, or to none).
+ANY_CUSTOM = CUSTOM_PREFIX + "*"
+ANY_COMPANY = COMPANY_PREFIX + "*"
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,32 @@ def predicate_sql(segment: RuleSegment) -> str:
     cached = _predicate_sql.get(segment.version)
     if cached is None:
         tree = rules.from_json(segment.rules)
+        _rule_fields[segment.version] = fields_read(tree)
         cached = _predicate_sql[segment.version] = rule_sql(tree, label="segment.rules")
     return cached
+
+
+def fields_read(tree: Node) -> frozenset[str]:
+    """The fields a rule tree reads ("title", "custom.plan", "company.industry")."""
+    if isinstance(tree, Condition):
+        return frozenset([tree.field])
+    if isinstance(tree, Not):
+        return fields_read(tree.child)
+    return frozenset().union(*(fields_read(child) for child in tree.children))
+
+
+def _may_change(segment: RuleSegment, touched: frozenset[str]) -> bool:
+    """Whether a write that changed only `touched` can move a lead in or out of `segment`: a
+    score change cannot move a title rule."""
+    predicate_sql(segment)  # compiles the rule, and so learns its fields, once per version
+    for name in _rule_fields[segment.version]:
+        if name in touched:
+            return True
+        if name.startswith(CUSTOM_PREFIX) and ANY_CUSTOM in touched:
+            return True
+        if name.startswith(COMPANY_PREFIX) and ANY_COMPANY in touched:
+            return True
+    return False
 
 
 def rule_sql(tree: Node, *, label: str) -> str:
@@ -197,15 +228,21 @@ async def refresh(
     cause: str,
     only_segments: Sequence[str] | None = None,
     versions: Sequence[str] | None = None,
+    touched: frozenset[str] | None = None,
 ) -> list[Change]:
     """Bring rule membership of these leads up to date; returns what changed. `versions`,
-    read by the caller in this transaction (`versions_column`), saves reading the segments."""
+    read by the caller in this transaction (`versions_column`), saves reading the segments.
+    `touched`: the only fields the write changed (None: any), so only the segments whose
+    rules read one of them are evaluated — the cost of a write stays flat as a workspace
+    adds segments on other fields."""
     if not lead_ids:
         return []
     if versions is not None and only_segments is None:
         segments = await _segments_of(conn, workspace_id, versions)
     else:
         segments = await rule_segments(conn, workspace_id=workspace_id, only=only_segments)
+    if touched is not None:
+        segments = [segment for segment in segments if _may_change(segment, touched)]
     if not segments:
         return []
     statement = text(_refresh_sql(segments)).bindparams(
