@@ -83,6 +83,13 @@ breaking: $(STAMP)
 	bash tools/buf_check.sh breaking
 
 # Regenerates clients/python with tools/codegen.py and fails on any diff or untracked file,
-# then checks that `buf generate` (buf.gen.yaml) gives the same files.
+# then checks that `buf generate` (buf.gen.yaml) gives the same files, and that the TypeScript
+# client's src/gen matches proto/.
 check-generated: $(STAMP)
 	bash tools/check_generated.sh
+
+# The TypeScript client's committed generated code (clients/typescript/src/gen): buf and
+# protoc-gen-es from npm (node/npm needed). tools/codegen.py (`make gen`) is the Python side.
+.PHONY: gen-ts
+gen-ts: $(STAMP)
+	bash clients/typescript/generate.sh

@@ -5,22 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from server import gateway
+from tnx_crm import cli as client_cli
+
+from server import gateway, healthcheck
 from server.auth import service as auth
 from server.config import Settings, load_settings
 from server.db import migrate
 from server.db.engine import Database, make_engine
 from server.db.url import database_url
 from server.errors import DomainError
-from server.imports import cli as imports_cli
+from server.mcp import cli as mcp_cli
 from server.observability import logs
 
 T = TypeVar("T")
@@ -44,79 +42,10 @@ def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> 
 # -- stack --------------------------------------------------------------------------
 
 
-def _wait_for_port(
-    host: str, port: int, child: subprocess.Popen[bytes], timeout: float = 30.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise SystemExit(f"{child.args!r} exited with {child.returncode} while starting")
-        with socket.socket() as probe:
-            if probe.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from server import up
 
-
-def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
-    """Everything on the embedded defaults, in the foreground, until Ctrl-C/SIGTERM."""
-    url = database_url(settings, owner=True)
-    migrate.upgrade(url)
-    env = {**os.environ, "CRM_DATABASE_URL": url}
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env)
-        children.append(server)
-        _wait_for_port(settings.grpc_host, settings.grpc_port, server)
-        # Background work runs in workers on the embedded broker (or CRM_BROKER_URL): two,
-        # so a long import never holds up the scoring tick; the scheduler sends the tick.
-        from server import worker  # Celery loads only for the commands that need it
-
-        worker.declare_queues(settings, url)
-        for command in ("worker", "worker", "scheduler"):
-            children.append(
-                subprocess.Popen([sys.executable, "-m", "server.cli", command], env=env)
-            )
-        envoy = subprocess.Popen(gateway.command(gateway.render(settings)), env=env)
-        children.append(envoy)
-        _wait_for_port(settings.http_host, settings.http_port, envoy)
-        print(f"tnx-crm is up (data in {settings.data_dir})", flush=True)
-        print(f"  PostgreSQL  {url}", flush=True)
-        print(f"  gRPC        {settings.grpc_host}:{settings.grpc_port}", flush=True)
-        print(f"  REST        http://{settings.http_host}:{settings.http_port}/api/v1", flush=True)
-        print(
-            "  create a workspace: .venv/bin/tnx-crm workspaces create NAME   (Ctrl-C stops)",
-            flush=True,
-        )
-        while not stopping:
-            for child in children:
-                if child.poll() is not None:
-                    print(f"{child.args!r} exited with {child.returncode}; stopping", flush=True)
-                    return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        _stop_children(children)
-
-
-def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in reversed(children):
-        if child.poll() is None:
-            child.terminate()
-    for child in reversed(children):
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    return up.run(settings, servers=args.servers, workers=args.workers)
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
@@ -189,12 +118,25 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tnx-crm", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "up", help="run PostgreSQL, the gRPC server, workers, the scheduler and the gateway"
-    ).set_defaults(run=cmd_up)
+    up = commands.add_parser(
+        "up",
+        help="run PostgreSQL, gRPC servers, workers, the scheduler, MCP and the gateway;"
+        " restart any that exits",
+    )
+    up.add_argument("--servers", type=_positive, default=1, help="gRPC servers (default 1)")
+    up.add_argument("--workers", type=_positive, default=2, help="workers (default 2)")
+    up.set_defaults(run=cmd_up)
+    healthcheck.add_command(commands)
     commands.add_parser("serve", help="run the gRPC server").set_defaults(run=cmd_serve)
     commands.add_parser("gateway", help="run the Envoy REST gateway").set_defaults(run=cmd_gateway)
     commands.add_parser(
@@ -203,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "scheduler", help="send the periodic jobs (score decay) to the workers"
     ).set_defaults(run=cmd_scheduler)
-    imports_cli.add_commands(commands)
+    # leads, lists and imports: the Python client's commands (clients/python/tnx_crm/cli).
+    client_cli.add_commands(commands)
+    mcp_cli.add_commands(commands)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
 
     workspaces = commands.add_parser("workspaces").add_subparsers(dest="action", required=True)

@@ -19,7 +19,6 @@ class Settings:
     grpc_port: int
     http_host: str
     http_port: int
-    envoy_admin_port: int
     descriptor_path: Path
     max_request_bytes: int
     log_level: str
@@ -32,6 +31,29 @@ class Settings:
     form_ip_rate_limit_per_minute: int = 30
     form_rate_limit_per_minute: int = 600
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # The MCP server's HTTP listener (`tnx-crm mcp --http`), which the gateway routes
+    # /api/v1/crm/mcp to.
+    mcp_host: str = "127.0.0.1"
+    mcp_port: int = 8090
+    # The servers the gateway balances over ("host:port" or "unix:/path"); empty: this
+    # host's server, through its unix socket when it has one.
+    gateway_upstreams: tuple[str, ...] = ()
+    # CRM_GRPC_SOCKET=off: the server listens on TCP only.
+    grpc_socket_enabled: bool = True
+
+    @property
+    def envoy_admin_socket(self) -> Path:
+        """The gateway's admin interface: a socket only the stack's user may open."""
+        return self.data_dir / f"envoy-admin-{self.http_port}.sock"
+
+    @property
+    def grpc_socket(self) -> Path | None:
+        """A unix socket the server listens on beside its TCP port, for the gateway on the
+        same host: a call that arrives there comes from the gateway (the only other local
+        process with access to the data directory), so its x-forwarded-for is believed."""
+        path = self.data_dir / f"grpc-{self.grpc_port}.sock"
+        # sun_path holds 107 bytes; a deep data directory falls back to TCP.
+        return path if self.grpc_socket_enabled and len(str(path)) < 100 else None
 
 
 def _int(name: str, default: int) -> int:
@@ -50,7 +72,6 @@ def load_settings() -> Settings:
         grpc_port=_int("CRM_GRPC_PORT", 50051),
         http_host=os.environ.get("CRM_HTTP_HOST", "127.0.0.1"),
         http_port=_int("CRM_HTTP_PORT", 8080),
-        envoy_admin_port=_int("CRM_ENVOY_ADMIN_PORT", 9901),
         descriptor_path=Path(
             os.environ.get("CRM_DESCRIPTOR_PATH", REPO_ROOT / "gateway/build/descriptor.binpb")
         ),
@@ -66,4 +87,12 @@ def load_settings() -> Settings:
             for part in os.environ.get("CRM_TRUSTED_PROXIES", "127.0.0.0/8,::1/128").split(",")
             if part.strip()
         ),
+        mcp_host=os.environ.get("CRM_MCP_HOST", "127.0.0.1"),
+        mcp_port=_int("CRM_MCP_PORT", 8090),
+        gateway_upstreams=tuple(
+            part.strip()
+            for part in os.environ.get("CRM_GATEWAY_UPSTREAMS", "").split(",")
+            if part.strip()
+        ),
+        grpc_socket_enabled=os.environ.get("CRM_GRPC_SOCKET", "on").lower() != "off",
     )

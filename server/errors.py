@@ -1,7 +1,8 @@
 """Domain errors. Services raise these; the RPC layer maps each to one gRPC status.
 
-Each carries a machine-readable reason (UPPER_SNAKE, for google.rpc.ErrorInfo) and, for bad
-input, the field violations (for google.rpc.BadRequest).
+Each carries a machine-readable reason (UPPER_SNAKE, for google.rpc.ErrorInfo), for bad
+input the field violations (for google.rpc.BadRequest), and, when waiting helps (rate limits,
+budgets), how many seconds to wait (google.rpc.RetryInfo and a Retry-After header).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class DomainError(Exception):
     reason: str = "ERROR"
     violations: list[FieldViolation] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    retry_after_s: float | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -53,8 +53,15 @@ def channel(grpc_server: tuple[str, int]) -> Iterator[grpc.Channel]:
 
 
 @pytest.fixture(scope="session")
-def gateway_url(grpc_server: tuple[str, int], work_dir: Path) -> Iterator[str]:
-    with stack.envoy_gateway(grpc_server[1], work_dir) as url:
+def mcp_port() -> int:
+    """Where the gateway sends /api/v1/crm/mcp; the MCP process itself starts only for the
+    tests that ask for it (tests/mcp)."""
+    return stack.free_port()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(grpc_server: tuple[str, int], work_dir: Path, mcp_port: int) -> Iterator[str]:
+    with stack.envoy_gateway(grpc_server[1], work_dir, mcp_port=mcp_port) as url:
         yield url
 
 

@@ -2,7 +2,8 @@
 # buf checks on proto/ (config: buf.yaml, buf.gen.yaml; buf from package-lock.json):
 #   tools/buf_check.sh lint       buf lint (STANDARD, exceptions commented in buf.yaml)
 #   tools/buf_check.sh breaking   buf breaking against the proto/ before the latest change
-#   tools/buf_check.sh generate   buf generate gives byte-identical clients/python stubs
+#   tools/buf_check.sh generate   buf generate gives byte-identical clients/python stubs and
+#                                 gateway/openapi.json
 #
 # breaking, which baseline: the parent of the most recent commit that changed proto/, so
 # the latest contract change is always the one checked, even when commits that do not touch
@@ -90,11 +91,14 @@ cmd_generate() {
   for top in "$tmp"/clients/python/*; do
     diff -r -x __pycache__ "$top" "clients/python/$(basename "$top")" || rc=1
   done
+  # The OpenAPI document (gateway/openapi.json) too.
+  diff "$tmp/gateway/openapi.json" gateway/openapi.json | head -n 50 || true
+  cmp -s "$tmp/gateway/openapi.json" gateway/openapi.json || rc=1
   if ((rc)); then
     echo "FAIL: buf generate (buf.gen.yaml) differs from tools/codegen.py's output" >&2
     return 1
   fi
-  echo "buf generate: identical to the committed clients/python"
+  echo "buf generate: identical to the committed clients/python and gateway/openapi.json"
 }
 
 case "${1:-}" in

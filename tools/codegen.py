@@ -1,4 +1,5 @@
-"""Generate the Python stubs (clients/python) and the Envoy descriptor set from proto/.
+"""Generate the Python stubs (clients/python), the Envoy descriptor set and the OpenAPI
+document (gateway/openapi.json) from proto/.
 
 Third-party protos are resolved from installed packages, never from copies in this repo:
 google/api and google/rpc from googleapis-common-protos, google/protobuf from grpcio-tools.
@@ -13,12 +14,17 @@ from pathlib import Path
 
 import google.api
 import grpc_tools
+import protoc_gen_openapi  # tools/protoc_gen_openapi.py, beside this script
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 PY_OUT = ROOT / "clients" / "python"
 DESCRIPTOR = ROOT / "gateway" / "build" / "descriptor.binpb"
+# Committed, served by the gateway at /api/v1/openapi.json; buf.gen.yaml makes the same file.
+OPENAPI = ROOT / "gateway" / "openapi.json"
 THIRD_PARTY_OUT = ROOT / "build" / "third_party"
 # What the gateway needs beyond our own files: google.rpc details so convert_grpc_status can
 # render ErrorInfo and BadRequest into the JSON error body.
@@ -86,6 +92,16 @@ def generate_descriptor() -> None:
     )
 
 
+def generate_openapi() -> None:
+    """The OpenAPI plugin buf runs, fed the descriptor set (it carries the source comments)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR.read_bytes()).file
+    request = plugin_pb2.CodeGeneratorRequest(file_to_generate=own_protos(), proto_file=files)
+    response = protoc_gen_openapi.generate(request)
+    if response.error:
+        sys.exit(response.error)
+    OPENAPI.write_text(response.file[0].content, encoding="utf-8")
+
+
 def export_third_party() -> None:
     """Lay the google/api protos where buf.yaml's second module expects them (not committed)."""
     for rel in THIRD_PARTY_BUF:
@@ -101,6 +117,8 @@ def main() -> None:
     if not args.descriptor_only:
         generate_python()
     generate_descriptor()
+    if not args.descriptor_only:
+        generate_openapi()
     export_third_party()
 
 

@@ -89,6 +89,18 @@ def _calls_this_month(row: AnyRow) -> int:
     return int(row.calls_this_month) if row.budget_month == month else 0
 
 
+def _until_next_month() -> float:
+    """Seconds until the budgets' month (UTC) turns and every count starts again."""
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    turn = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    return (turn - now).total_seconds()
+
+
 def _check(data: ConnectorInput, allow: AllowList) -> None:
     problems: list[tuple[str, str]] = []
     name = data.name.strip()
@@ -279,6 +291,7 @@ async def _connector_ids(conn: Any, workspace_id: str, connector_ids: Sequence[s
                 f"{row.monthly_budget} calls",
                 reason="BUDGET_EXHAUSTED",
                 metadata={"id": row.id},
+                retry_after_s=_until_next_month(),
             )
     return unique
 

@@ -86,4 +86,5 @@ def _raise_if_limited(wait: float | None, *, scope: str) -> None:
         message=f"too many submissions {who}; retry in {seconds}s",
         reason="FORM_RATE_LIMITED",
         metadata={"scope": scope, "retry_after_seconds": str(seconds)},
+        retry_after_s=seconds,  # RetryInfo, and Retry-After over REST
     )

@@ -144,11 +144,31 @@ def _json_object(values: dict[str, Any]) -> str:
 
 
 def _errors(number: int, problems: list[Problem], raw: Any) -> list[tuple[Any, ...]]:
-    raw_json = json.dumps(raw, ensure_ascii=False)
+    raw_json = json.dumps(_storable(raw), ensure_ascii=False)
+    clean = mapping.without_nul
     return [
-        (number, position, p.column, p.value, p.reason, raw_json if position == 0 else None)
+        (
+            number,
+            position,
+            clean(p.column),
+            clean(p.value),
+            clean(p.reason),
+            raw_json if position == 0 else None,
+        )
         for position, p in enumerate(problems)
     ]
+
+
+def _storable(raw: Any) -> Any:
+    """The record with every NUL (a row error's usual cause) shown as U+FFFD: PostgreSQL's
+    text and jsonb hold none."""
+    if isinstance(raw, str):
+        return mapping.without_nul(raw)
+    if isinstance(raw, dict):
+        return {_storable(k): _storable(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_storable(item) for item in raw]
+    return raw
 
 
 def batches(

@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError
 
 from server.companies import linking
 from server.errors import FieldViolation, InvalidArgument
-from server.fields import MAX_CUSTOM_BYTES, MAX_TEXT
+from server.fields import MAX_CUSTOM_BYTES, MAX_TEXT, NUL_MESSAGE, has_nul
 from server.filtering.fields import CUSTOM_KEY, CUSTOM_PREFIX, LEAD_STATUSES
 from server.leads import emails
 from server.leads.phones import to_e164
@@ -39,6 +39,7 @@ FULL_NAME = "full_name"  # split into first and last name
 SKIP = "skip"
 ERROR_COLUMN = "import_error"  # added by the failed-rows download
 MAX_VALUE_SHOWN = 200
+NUL_REASON = f"{NUL_MESSAGE} (U+0000)"
 
 _SYNONYMS = {
     "email": (
@@ -143,7 +144,12 @@ class LeadRow:
 
 def _shown(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return text[:MAX_VALUE_SHOWN]
+    return without_nul(text[:MAX_VALUE_SHOWN])
+
+
+def without_nul(text: str) -> str:
+    """Text safe to store and show: each NUL as U+FFFD, so a person sees where it was."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 @lru_cache(maxsize=4096)
@@ -173,9 +179,9 @@ def build_row(cells: Iterable[tuple[str, str, Any]]) -> tuple[LeadRow | None, li
     score: int | None = None
     status: str | None = None
     for column, target, value in cells:
-        if isinstance(value, str) and "\x00" in value:
+        if has_nul(value):
             # PostgreSQL stores no NUL in text or jsonb (a JSON "\u0000" can carry one).
-            problems.append(Problem(column, _shown(value.replace("\x00", "")), "contains a NUL"))
+            problems.append(Problem(column, _shown(value), NUL_REASON))
             continue
         if target.startswith(CUSTOM_PREFIX):
             if value is None or value == "":
@@ -247,6 +253,8 @@ class CsvPlan:
 def build_csv_row(fields: list[str], plan: CsvPlan) -> tuple[LeadRow | None, list[Problem]]:
     """build_row for a CSV record (every cell text), the hot path of a large import."""
     size = len(fields)
+    if any("\x00" in cell for cell in fields) and (nul := _nul_cells(fields, plan)):
+        return None, nul
     problems: list[Problem] = []
     values: dict[str, str] = {}
     for index, column, name in plan.texts:
@@ -281,6 +289,17 @@ def build_csv_row(fields: list[str], plan: CsvPlan) -> tuple[LeadRow | None, lis
     if problems:
         return None, problems
     return _lead(email, values, score, status, custom, problems)
+
+
+def _nul_cells(fields: list[str], plan: CsvPlan) -> list[Problem]:
+    """A problem for each mapped cell holding a NUL (a skipped column's is never stored)."""
+    mapped = [plan.email, plan.full_name, plan.score, plan.status]
+    mapped += [(index, column) for index, column, _ in (*plan.texts, *plan.custom)]
+    return [
+        Problem(column, _shown(fields[index]), NUL_REASON)
+        for index, column in sorted(m for m in mapped if m is not None)
+        if index < len(fields) and "\x00" in fields[index]
+    ]
 
 
 def _email(column: str, raw: str, problems: list[Problem]) -> str:

@@ -7,7 +7,9 @@ back to Windows-1252 (a superset of Latin-1's printable range) for a file that i
 at all. A file that is UTF-8 in places and broken in others is refused rather than guessed.
 
 Anything that makes the file unreadable as a whole raises ImportFailure with a reason a
-person can act on; a problem confined to one row is the caller's row error.
+person can act on; a problem confined to one row is the caller's row error. A NUL character
+is one of those (PostgreSQL stores none): it passes through here, escaped as `\u0000` inside
+JSON so the record still parses, and the record's mapping refuses it.
 """
 
 from __future__ import annotations
@@ -71,12 +73,12 @@ class Layout:
 
 
 class ChunkReader(io.RawIOBase):
-    """A raw binary stream over chunks; refuses NUL bytes in single-byte/UTF-8 text."""
+    """A raw binary stream over chunks. A binary file is refused by its head (_refuse_binary);
+    a stray NUL further on is left to be its record's row error, not the whole file's."""
 
-    def __init__(self, chunks: Iterator[bytes], *, refuse_nul: bool) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._current = memoryview(b"")
-        self._refuse_nul = refuse_nul
         self.offset = 0  # bytes handed out so far
 
     def readable(self) -> bool:
@@ -87,12 +89,6 @@ class ChunkReader(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            if self._refuse_nul and b"\x00" in chunk:
-                at = self.offset + len(self._current) + chunk.index(b"\x00")
-                raise ImportFailure(
-                    f"binary data (a NUL byte at offset {at}): upload a CSV, JSON or NDJSON "
-                    "text file"
-                )
             self._current = memoryview(chunk)
         size = min(len(buffer), len(self._current))
         buffer[:size] = self._current[:size]
@@ -184,7 +180,7 @@ def _utf8_verdict(open_chunks: Opener) -> tuple[bool, int]:
 
 
 def open_text(open_chunks: Opener, encoding: str) -> io.TextIOWrapper:
-    raw = ChunkReader(open_chunks(), refuse_nul=_single_byte_text(encoding))
+    raw = ChunkReader(open_chunks())
     errors = _CP1252_ERRORS if encoding == FALLBACK_ENCODING else "strict"
     # newline=None: CRLF and CR end lines too; embedded ones in quoted fields become \n.
     return io.TextIOWrapper(
@@ -193,9 +189,7 @@ def open_text(open_chunks: Opener, encoding: str) -> io.TextIOWrapper:
 
 
 def _lines(text: io.TextIOWrapper) -> Iterator[str]:
-    """The text's lines, refusing one longer than MAX_LINE_CHARS (never held whole), and
-    NUL characters (PostgreSQL stores none; UTF-8 input had its NUL bytes refused already)."""
-    wide = not _single_byte_text(text.encoding)
+    """The text's lines, refusing one longer than MAX_LINE_CHARS (never held whole)."""
     lines = iter(partial(text.readline, MAX_LINE_CHARS), "")
     for number, line in enumerate(lines, start=1):
         if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
@@ -203,8 +197,6 @@ def _lines(text: io.TextIOWrapper) -> Iterator[str]:
                 f"line {number} is longer than {MAX_LINE_CHARS} characters "
                 "(binary data, or a quote that never closes?)"
             )
-        if wide and "\x00" in line:
-            raise ImportFailure(f"binary data (a NUL character on line {number})")
         yield line
 
 
@@ -257,7 +249,8 @@ def _header(rows: Iterator[tuple[int, list[str]]]) -> list[str]:
     first = next(rows, None)
     if first is None:
         raise ImportFailure("the file has no header row (it is empty or blank)")
-    columns = [c.strip() for c in first[1]]
+    # A NUL in a header would follow the column name into messages and stored errors.
+    columns = [c.strip().replace("\x00", "\ufffd") for c in first[1]]
     if len(columns) > MAX_COLUMNS:
         raise ImportFailure(f"the header has {len(columns)} columns; at most {MAX_COLUMNS}")
     return columns
@@ -338,11 +331,17 @@ def ndjson_rows(text: io.TextIOWrapper) -> Iterator[Row]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(_escape_nul(line))
         except ValueError as exc:
             yield number, Unreadable(f"not valid JSON: {exc}"), line.rstrip("\n")
             continue
         yield number, value, value
+
+
+def _escape_nul(text: str) -> str:
+    """A literal NUL as the JSON escape: inside a string the record then parses and its NUL
+    is refused like an escaped one; anywhere else it is still invalid JSON."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
 class _Utf8Reader(io.RawIOBase):
@@ -360,7 +359,7 @@ class _Utf8Reader(io.RawIOBase):
             piece = self._text.read(64 * 1024)
             if not piece:
                 return 0
-            self._pending = piece.lstrip("\ufeff").encode("utf-8")
+            self._pending = _escape_nul(piece.lstrip("\ufeff")).encode("utf-8")
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]

@@ -348,7 +348,7 @@ def run(url: str, job_id: str, limits: ImportSettings) -> None:
                 if is_transient(exc):
                     raise
                 log.exception("import %s failed unexpectedly", job_id)
-                _fail_unexpected(url, job_id, exc)
+                _fail_unexpected(url, job_id)
                 return
             log.warning(
                 "import %s: database unavailable (%s); retrying in %.1fs", job_id, exc, delay
@@ -357,8 +357,10 @@ def run(url: str, job_id: str, limits: ImportSettings) -> None:
             delay = min(delay * 2, 5.0)
 
 
-def _fail_unexpected(url: str, job_id: str, exc: Exception) -> None:
-    reason = f"internal error: {type(exc).__name__}: {exc}"[:2000]
+def _fail_unexpected(url: str, job_id: str) -> None:
+    # The job's error is shown to API clients: never the exception's text, which can hold
+    # SQL and row values. The worker's log has it, under the job id.
+    reason = f"internal error: the import stopped unexpectedly (see the worker log for {job_id})"
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(
             "UPDATE import_jobs SET status = 'FAILED', error = %s, finished_at = now(), "

@@ -7,16 +7,19 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2
 
 from server.auth.service import Authenticator
 from server.db import failures
 from server.db.failures import Failure
-from server.errors import DomainError
+from server.errors import DomainError, InvalidArgument
 from server.observability import metrics
+from server.rpc import inbound
 from server.rpc.context import current_principal, current_request_id
 from server.rpc.errors import internal_status, retry_status, to_status
 
@@ -91,12 +94,68 @@ class _Call:
 Behavior = Callable[..., Any]
 
 
-def _wrap_unary(call_factory: Callable[[], _Call], inner: Behavior) -> Behavior:
+@dataclass(frozen=True)
+class _Undecodable:
+    """A request whose bytes are not its message (bad wire format, bad UTF-8 in a string).
+    Envoy's transcoder forwards some JSON it should refuse (a JSON object as a
+    map<string, string> value becomes corrupt protobuf); gRPC would answer that with UNKNOWN
+    (HTTP 500), so the call answers INVALID_ARGUMENT instead."""
+
+    type_name: str
+    why: str
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    # Generated handlers deserialize with `SomeRequest.FromString`, bound to the class.
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    type_name = str(getattr(descriptor, "full_name", "request"))
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            if "UTF-8" in str(exc):  # Envoy passes %FF in a path or query on as it is
+                return _Undecodable(type_name, "a string is not valid UTF-8")
+            why = "a field has a value of the wrong type (e.g. an object where a map holds strings)"
+            return _Undecodable(type_name, why)
+
+    return deserialize
+
+
+def _malformed(request: _Undecodable) -> InvalidArgument:
+    return InvalidArgument(
+        message=f"the request is not a valid {request.type_name} message: {request.why}",
+        reason="REQUEST_MALFORMED",
+    )
+
+
+def _checked_one(request: Any) -> Any:
+    """The request once decodable and free of values no servicer can store (inbound)."""
+    if isinstance(request, _Undecodable):
+        raise _malformed(request)
+    inbound.check(request)
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _checked_one(request)
+
+
+def _checked(request: Any, streaming: bool) -> Any:
+    return _checked_stream(request) if streaming else _checked_one(request)
+
+
+def _wrap_unary(
+    call_factory: Callable[[], _Call], inner: Behavior, streaming: bool = False
+) -> Behavior:
     async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = call_factory()
         try:
             await call.begin(context)
-            return await inner(request, context)
+            return await inner(_checked(request, streaming), context)
         except grpc.aio.AbortError:
             call.code = "ABORTED_BY_SERVICER"
             raise
@@ -108,14 +167,16 @@ def _wrap_unary(call_factory: Callable[[], _Call], inner: Behavior) -> Behavior:
     return behavior
 
 
-def _wrap_streaming(call_factory: Callable[[], _Call], inner: Behavior) -> Behavior:
+def _wrap_streaming(
+    call_factory: Callable[[], _Call], inner: Behavior, streaming: bool = False
+) -> Behavior:
     async def behavior(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         call = call_factory()
         try:
             await call.begin(context)
-            async for item in inner(request, context):
+            async for item in inner(_checked(request, streaming), context):
                 yield item
         except grpc.aio.AbortError:
             call.code = "ABORTED_BY_SERVICER"
@@ -147,7 +208,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return _Call(handler_call_details, self.authenticator)
 
         codecs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _lenient(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
@@ -156,7 +217,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(factory, handler.stream_unary), **codecs
+                _wrap_unary(factory, handler.stream_unary, streaming=True), **codecs
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
@@ -164,5 +225,5 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_streaming(factory, handler.stream_stream), **codecs
+            _wrap_streaming(factory, handler.stream_stream, streaming=True), **codecs
         )

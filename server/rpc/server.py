@@ -171,6 +171,9 @@ def build_server(
         [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if settings.grpc_socket is not None:
+        settings.grpc_socket.parent.mkdir(parents=True, exist_ok=True)
+        server.add_insecure_port(f"unix:{settings.grpc_socket}")
     return server, health_servicer
 
 
@@ -182,6 +185,8 @@ async def serve(
     )
     server, health_servicer = build_server(app, settings, extra=extra)
     await server.start()
+    if settings.grpc_socket is not None:  # for the gateway: no other local user may connect
+        settings.grpc_socket.chmod(0o600)
     metrics.serve(metrics.port_from_env("CRM_METRICS_PORT"))
     # Rule segments whose build a stopped process cut short: now, and every so often.
     every = float(os.environ.get("CRM_SEGMENT_RESUME_SECONDS", "") or RESUME_SECONDS)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.companies import linking
 from server.db.engine import AnyRow
 from server.db.tables import leads, segments
 from server.segments.enums import Membership, State
@@ -110,3 +111,30 @@ async def mark_ready(conn: AsyncConnection, *, segment_id: str, version: object 
         sql += " AND updated_at = :version"
         params["version"] = version
     await conn.execute(text(sql), params)
+
+
+async def count_matching(
+    conn: AsyncConnection, *, workspace_id: str, predicate: ColumnElement[bool]
+) -> int:
+    """How many live leads of the workspace satisfy a rule predicate compiled with
+    `company_joined` (the lead's company LEFT JOINed, as membership.refresh evaluates it)."""
+    query = (
+        select(func.count())
+        .select_from(linking.with_linked_company())
+        .where(leads.c.workspace_id == workspace_id, leads.c.archived_at.is_(None), predicate)
+    )
+    return int(await conn.scalar(query) or 0)
+
+
+async def newest_matching_ids(
+    conn: AsyncConnection, *, workspace_id: str, predicate: ColumnElement[bool], limit: int
+) -> list[str]:
+    """The ids of the newest `limit` leads count_matching counts."""
+    query = (
+        select(leads.c.id)
+        .select_from(linking.with_linked_company())
+        .where(leads.c.workspace_id == workspace_id, leads.c.archived_at.is_(None), predicate)
+        .order_by(leads.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.scalars(query)).all())

@@ -18,7 +18,7 @@ from server.leads import service as lead_service
 from server.pagination import CursorCodec
 from server.rpc.context import workspace_id
 from server.rpc.convert import plain_json, timestamp
-from server.segments import export, service
+from server.segments import export, preview, service
 from server.segments.enums import Membership, State
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -220,3 +220,17 @@ class SegmentServicer(segment_service_pb2_grpc.SegmentServiceServicer):
                 content_type="text/csv; charset=utf-8" if first else "", data=chunk
             )
             first = False
+
+    async def PreviewSegment(
+        self, request: segment_service_pb2.PreviewSegmentRequest, context: Context
+    ) -> segment_service_pb2.PreviewSegmentResponse:
+        result = await preview.preview_segment(
+            self.db,
+            workspace_id=workspace_id(),
+            tree=rules_from_proto(request.rules),
+            requested_sample=request.sample_size,
+        )
+        return segment_service_pb2.PreviewSegmentResponse(
+            estimated_size=result.estimated_size,
+            sample_leads=[lead_rpc.to_proto(lead) for lead in result.sample_leads],
+        )

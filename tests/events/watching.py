@@ -158,13 +158,15 @@ def gateway_with_short_timeouts(grpc_port: int, work_dir: Path, seconds: int) ->
     """The real gateway config (gateway/envoy.yaml.tmpl, rendered by server/gateway.py) with
     its 60 s route timeout and 60 s stream idle timeout cut to `seconds`, so that a test can
     outlast them several times over in a few seconds; yields the base URL."""
-    http_port, admin_port = stack.free_port(), stack.free_port()
+    http_port = stack.free_port()
+    socket = work_dir / f"grpc-{grpc_port}.sock"
+    upstream = f"unix:{socket}" if socket.exists() else f"127.0.0.1:{grpc_port}"
     settings = replace(
         load_settings(),
         grpc_port=grpc_port,
         http_port=http_port,
-        envoy_admin_port=admin_port,
         data_dir=work_dir,
+        gateway_upstreams=(upstream,),
     )
     work_dir.mkdir(parents=True, exist_ok=True)
     config = gateway.render(settings, work_dir / "envoy.yaml")
@@ -175,6 +177,7 @@ def gateway_with_short_timeouts(grpc_port: int, work_dir: Path, seconds: int) ->
         process = subprocess.Popen(gateway.command(config), stdout=log, stderr=log)
         try:
             stack.wait_for_port(http_port, process)
+            stack.wait_until_ready(f"http://127.0.0.1:{http_port}")
             yield f"http://127.0.0.1:{http_port}"
         finally:
             stack.stop(process)

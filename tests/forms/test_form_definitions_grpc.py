@@ -96,7 +96,6 @@ def test_slugs_are_unique_across_workspaces(
     ("change", "field"),
     [
         ({"name": ""}, "form.name"),
-        ({"name": "Contact\x00"}, "form.name"),
         ({"slug": "Bad Slug!"}, "form.slug"),
         ({"fields": []}, "form.fields"),
         ({"origins": ["https://x.io/page"]}, "form.allowed_origins[0]"),

@@ -363,7 +363,7 @@ REFUSALS: list[tuple[str, Case, grpc.StatusCode, str, list[str]]] = [
         "NUL in a value",
         lambda s, _: (s.form.slug, s.token, valid_values(first_name="Ada\x00"), SITE),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "FORM_SUBMISSION_INVALID",
+        "NUL_CHARACTER",
         ["fields.first_name"],
     ),
     (

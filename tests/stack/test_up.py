@@ -19,13 +19,13 @@ from tests.support.stack import free_port
 def test_up_serves_rest_with_a_cli_created_key_and_stops_every_child_on_sigterm(
     tmp_path: Path,
 ) -> None:
-    grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
+    grpc_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRM_DATABASE_URL"}
     env.update(
         CRM_DATA_DIR=str(tmp_path / "data"),
         CRM_GRPC_PORT=str(grpc_port),
         CRM_HTTP_PORT=str(http_port),
-        CRM_ENVOY_ADMIN_PORT=str(admin_port),
+        CRM_MCP_PORT=str(free_port()),
     )
     up = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "up"],
@@ -65,6 +65,9 @@ def test_up_serves_rest_with_a_cli_created_key_and_stops_every_child_on_sigterm(
         )
         assert reply.status_code == 200, reply.text
         assert reply.json()["email"] == "up@example.com"
+        # The MCP server runs too, behind the gateway, and wants a key like the API.
+        mcp = requests.post(f"http://127.0.0.1:{http_port}/api/v1/crm/mcp", json={}, timeout=10)
+        assert mcp.status_code == 401, mcp.text
 
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=30) == 0

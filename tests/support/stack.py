@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import gateway
@@ -71,6 +72,8 @@ def grpc_server(database_url: str, log_path: Path, **extra_env: str) -> Iterator
         **os.environ,
         "CRM_DATABASE_URL": database_url,
         "CRM_GRPC_PORT": str(port),
+        # Its unix socket (for a gateway on the same host) lands beside its log.
+        "CRM_DATA_DIR": str(log_path.parent),
         "CRM_LOG_LEVEL": "WARNING",
         # Small, so a test can see a rule segment build in the background.
         "CRM_SEGMENT_SYNC_BUILD_LIMIT": "100",
@@ -97,15 +100,21 @@ def grpc_server(database_url: str, log_path: Path, **extra_env: str) -> Iterator
 
 
 @contextmanager
-def envoy_gateway(grpc_port: int, work_dir: Path) -> Iterator[str]:
-    """The real Envoy gateway in front of a server; yields its base URL."""
-    http_port, admin_port = free_port(), free_port()
+def envoy_gateway(grpc_port: int, work_dir: Path, mcp_port: int = 0) -> Iterator[str]:
+    """The real Envoy gateway in front of a server; yields its base URL. /api/v1/crm/mcp goes
+    to `mcp_port` (where `mcp_http_server` may be started later; until then that route is 503)."""
+    http_port = free_port()
+    # The server's unix socket when it listens on one in this directory (grpc_server puts it
+    # beside its log), else its TCP port.
+    socket = work_dir / f"grpc-{grpc_port}.sock"
+    upstream = f"unix:{socket}" if socket.exists() else f"127.0.0.1:{grpc_port}"
     env = {
         **os.environ,
         "CRM_GRPC_PORT": str(grpc_port),
         "CRM_HTTP_PORT": str(http_port),
-        "CRM_ENVOY_ADMIN_PORT": str(admin_port),
+        "CRM_GATEWAY_UPSTREAMS": upstream,
         "CRM_DATA_DIR": str(work_dir),
+        "CRM_MCP_PORT": str(mcp_port or free_port()),
     }
     old = dict(os.environ)
     os.environ.update(env)
@@ -119,6 +128,38 @@ def envoy_gateway(grpc_port: int, work_dir: Path) -> Iterator[str]:
         process = subprocess.Popen(gateway.command(config), stdout=log, stderr=log)
         try:
             wait_for_port(http_port, process)
-            yield f"http://127.0.0.1:{http_port}"
+            base = f"http://127.0.0.1:{http_port}"
+            wait_until_ready(base)
+            yield base
+        finally:
+            stop(process)
+
+
+def wait_until_ready(base_url: str, timeout: float = 30.0) -> None:
+    """Until the gateway's first health check of its server has passed (/readyz is 200):
+    before that, it answers 503 'no healthy upstream'."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway at {base_url} never became ready")
+        time.sleep(0.05)
+
+
+@contextmanager
+def mcp_http_server(grpc_address: str, port: int, log_path: Path) -> Iterator[str]:
+    """`tnx-crm mcp --http` as its own process on `port`, calling the API at `grpc_address`;
+    yields its own URL (the gateway's route to it is the one to test through)."""
+    env = {**os.environ, "CRM_GRPC_TARGET": grpc_address, "CRM_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "server.cli", "mcp", "--http", "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=REPO_ROOT)
+        try:
+            wait_for_port(port, process)
+            yield f"http://127.0.0.1:{port}/api/v1/crm/mcp"
         finally:
             stop(process)

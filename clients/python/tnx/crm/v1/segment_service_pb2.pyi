@@ -344,3 +344,63 @@ class ExportSegmentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportSegmentRequest: _TypeAlias = ExportSegmentRequest  # noqa: Y015
+
+@_typing.final
+class PreviewSegmentRequest(_message.Message):
+    """PreviewSegment's request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    sample_size: _builtins.int
+    """How many matching leads to return, newest first: default 10, at most 10 (larger is
+    clamped); negative is INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def rules(self) -> _segment_pb2.RuleGroup:
+        """Required. The rules, as a RULE segment's `rules` would be given."""
+
+    def __init__(
+        self,
+        *,
+        rules: _segment_pb2.RuleGroup | None = ...,
+        sample_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules", "sample_size", b"sample_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewSegmentRequest: _TypeAlias = PreviewSegmentRequest  # noqa: Y015
+
+@_typing.final
+class PreviewSegmentResponse(_message.Message):
+    """What a RULE segment with these rules would hold if it were created now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESTIMATED_SIZE_FIELD_NUMBER: _builtins.int
+    SAMPLE_LEADS_FIELD_NUMBER: _builtins.int
+    estimated_size: _builtins.int
+    """The number of leads (archived leads excluded, as in a segment) that match now: exact at
+    the time of the call, an estimate of the segment's size because leads keep changing.
+    """
+    @_builtins.property
+    def sample_leads(self) -> _containers.RepeatedCompositeFieldContainer[_lead_pb2.Lead]:
+        """Up to sample_size of the matching leads, newest first, as GetLead shows them."""
+
+    def __init__(
+        self,
+        *,
+        estimated_size: _builtins.int = ...,
+        sample_leads: _abc.Iterable[_lead_pb2.Lead] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_size", b"estimated_size", "sample_leads", b"sample_leads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewSegmentResponse: _TypeAlias = PreviewSegmentResponse  # noqa: Y015

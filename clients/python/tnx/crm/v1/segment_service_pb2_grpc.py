@@ -83,6 +83,11 @@ class SegmentServiceStub:
                 request_serializer=tnx_dot_crm_dot_v1_dot_segment__service__pb2.ExportSegmentRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.PreviewSegment = channel.unary_unary(
+                '/tnx.crm.v1.SegmentService/PreviewSegment',
+                request_serializer=tnx_dot_crm_dot_v1_dot_segment__service__pb2.PreviewSegmentRequest.SerializeToString,
+                response_deserializer=tnx_dot_crm_dot_v1_dot_segment__service__pb2.PreviewSegmentResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentServiceServicer:
@@ -150,6 +155,15 @@ class SegmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewSegment(self, request, context):
+        """Evaluates rules without creating a segment: how many leads match them now and a few of
+        those leads. Rules are checked exactly as CreateSegment checks them (a bad node is
+        INVALID_ARGUMENT naming its path, e.g. `rules.rules[1].condition`). Writes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SegmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +211,11 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.ExportSegment,
                     request_deserializer=tnx_dot_crm_dot_v1_dot_segment__service__pb2.ExportSegmentRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'PreviewSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewSegment,
+                    request_deserializer=tnx_dot_crm_dot_v1_dot_segment__service__pb2.PreviewSegmentRequest.FromString,
+                    response_serializer=tnx_dot_crm_dot_v1_dot_segment__service__pb2.PreviewSegmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +462,33 @@ class SegmentService:
             '/tnx.crm.v1.SegmentService/ExportSegment',
             tnx_dot_crm_dot_v1_dot_segment__service__pb2.ExportSegmentRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tnx.crm.v1.SegmentService/PreviewSegment',
+            tnx_dot_crm_dot_v1_dot_segment__service__pb2.PreviewSegmentRequest.SerializeToString,
+            tnx_dot_crm_dot_v1_dot_segment__service__pb2.PreviewSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

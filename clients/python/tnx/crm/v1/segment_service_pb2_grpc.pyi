@@ -52,6 +52,11 @@ class SegmentServiceStub:
     """The segment's leads, in lead id order, with cursor pagination."""
     ExportSegment: _grpc.UnaryStreamMultiCallable[_segment_service_pb2.ExportSegmentRequest, _httpbody_pb2.HttpBody]
     """Streams the segment as CSV (text/csv) from one consistent snapshot."""
+    PreviewSegment: _grpc.UnaryUnaryMultiCallable[_segment_service_pb2.PreviewSegmentRequest, _segment_service_pb2.PreviewSegmentResponse]
+    """Evaluates rules without creating a segment: how many leads match them now and a few of
+    those leads. Rules are checked exactly as CreateSegment checks them (a bad node is
+    INVALID_ARGUMENT naming its path, e.g. `rules.rules[1].condition`). Writes nothing.
+    """
 
 @_typing.type_check_only
 class SegmentServiceAsyncStub(SegmentServiceStub):
@@ -74,6 +79,11 @@ class SegmentServiceAsyncStub(SegmentServiceStub):
     """The segment's leads, in lead id order, with cursor pagination."""
     ExportSegment: _aio.UnaryStreamMultiCallable[_segment_service_pb2.ExportSegmentRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """Streams the segment as CSV (text/csv) from one consistent snapshot."""
+    PreviewSegment: _aio.UnaryUnaryMultiCallable[_segment_service_pb2.PreviewSegmentRequest, _segment_service_pb2.PreviewSegmentResponse]  # type: ignore[assignment]
+    """Evaluates rules without creating a segment: how many leads match them now and a few of
+    those leads. Rules are checked exactly as CreateSegment checks them (a bad node is
+    INVALID_ARGUMENT naming its path, e.g. `rules.rules[1].condition`). Writes nothing.
+    """
 
 class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Segments, under the REST path `lists` (the product's name for them)."""
@@ -147,5 +157,16 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
         """Streams the segment as CSV (text/csv) from one consistent snapshot."""
+
+    @_abc_1.abstractmethod
+    def PreviewSegment(
+        self,
+        request: _segment_service_pb2.PreviewSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_segment_service_pb2.PreviewSegmentResponse, _abc.Awaitable[_segment_service_pb2.PreviewSegmentResponse]]:
+        """Evaluates rules without creating a segment: how many leads match them now and a few of
+        those leads. Rules are checked exactly as CreateSegment checks them (a bad node is
+        INVALID_ARGUMENT naming its path, e.g. `rules.rules[1].condition`). Writes nothing.
+        """
 
 def add_SegmentServiceServicer_to_server(servicer: SegmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Usage examples of the tnx CRM Python client (type-checked with the repository's mypy)."""
