@@ -25,12 +25,13 @@ class Settings:
     segment_sync_build_limit: int
     # Forms: the gateway's public base URL the embed snippet posts to (None: the request's
     # host through the gateway, else http://CRM_HTTP_HOST:CRM_HTTP_PORT); public submission
-    # rate limits a minute per client IP and per form (0 turns one off); the peers whose
-    # x-forwarded-for is believed (the gateway's addresses).
+    # rate limits a minute per client IP and per form (0 turns one off); the TCP peers whose
+    # x-forwarded-for is believed (a gateway on another host: calls through the server's
+    # unix socket come from this host's gateway and are always believed).
     public_base_url: str | None = None
     form_ip_rate_limit_per_minute: int = 30
     form_rate_limit_per_minute: int = 600
-    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    trusted_proxies: tuple[str, ...] = ()
     # The MCP server's HTTP listener (`tnx-crm mcp --http`), which the gateway routes
     # /api/v1/crm/mcp to.
     mcp_host: str = "127.0.0.1"
@@ -84,7 +85,7 @@ def load_settings() -> Settings:
         form_rate_limit_per_minute=_int("CRM_FORM_RATE_LIMIT_PER_MINUTE", 600),
         trusted_proxies=tuple(
             part.strip()
-            for part in os.environ.get("CRM_TRUSTED_PROXIES", "127.0.0.0/8,::1/128").split(",")
+            for part in os.environ.get("CRM_TRUSTED_PROXIES", "").split(",")
             if part.strip()
         ),
         mcp_host=os.environ.get("CRM_MCP_HOST", "127.0.0.1"),

@@ -396,3 +396,12 @@ lead_enrichment = Table(
     Column("connector_id", Text, nullable=False),
     Column("enriched_at", DateTime(timezone=True), nullable=False),
 )
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("tokens", Double, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+)

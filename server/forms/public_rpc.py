@@ -31,13 +31,17 @@ def _peer_ip(peer: str) -> str:
 def client_ip(peer: str, forwarded_for: list[str], trusted: Iterable[Network]) -> str:
     """The submitting client's address. The gateway (use_remote_address) appends the
     address it saw to x-forwarded-for, so only the last hop is believed, and only when the
-    call comes from a trusted gateway; anything before it is whatever the client sent."""
+    call comes from the gateway: through the server's unix socket (which only the stack's
+    user can open), or from an address in CRM_TRUSTED_PROXIES (a gateway on another host).
+    Anything before that hop, or sent straight to the TCP port, is whatever the client wrote."""
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    if peer.startswith("unix:"):
+        return hops[-1] if hops else peer
     direct = _peer_ip(peer)
     try:
         address = ipaddress.ip_address(direct)
     except ValueError:
         return peer or "unknown"  # not an IP peer: its own name keys its own bucket
-    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
     if hops and any(address in network for network in trusted):
         return hops[-1]
     return direct

@@ -105,7 +105,8 @@ class PublicForms:
         return origin
 
     async def submit(self, request: SubmissionRequest, caller: Caller) -> Accepted:
-        self.limits.check_ip(caller.client_ip)
+        slug = request.slug if definition.SLUG.match(request.slug) else "-"
+        await self.limits.take(self.db, client_ip=caller.client_ip, form_slug=slug)
         async with self.db.transaction() as conn:
             row = None
             if definition.SLUG.match(request.slug):
@@ -114,7 +115,6 @@ class PublicForms:
                 raise NotFound.resource("form", request.slug)
             form = to_form(row)
             origin = self._authorise(form, caller.origin, request.token)
-            self.limits.check_form(form.id)
             if request.honeypot.strip():
                 # Looks accepted, so a bot learns nothing; nothing is written.
                 log.info("form %s: honeypot filled, submission dropped", form.id)

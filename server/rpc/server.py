@@ -45,6 +45,7 @@ from server.db.url import database_url
 from server.enrichment import tasks as enrichment_tasks
 from server.enrichment.rpc import EnrichmentServicer
 from server.events.rpc import EventServicer
+from server.forms import limits as form_limits
 from server.forms import tokens as form_tokens
 from server.forms.limits import SubmissionLimits
 from server.forms.public_rpc import PublicFormServicer
@@ -156,7 +157,7 @@ def build_server(
         ),
         server,
     )
-    limits = SubmissionLimits.per_minute(
+    limits = SubmissionLimits(
         per_ip=settings.form_ip_rate_limit_per_minute, per_form=settings.form_rate_limit_per_minute
     )
     public_form_service_pb2_grpc.add_PublicFormServiceServicer_to_server(
@@ -191,6 +192,7 @@ async def serve(
     # Rule segments whose build a stopped process cut short: now, and every so often.
     every = float(os.environ.get("CRM_SEGMENT_RESUME_SECONDS", "") or RESUME_SECONDS)
     resumer = asyncio.create_task(app.builder.resume_every(every))
+    forgetter = asyncio.create_task(form_limits.forget_idle_every(app.db))
     names = [*SERVICE_NAMES, ""]
     await health_watch.set_all(health_servicer, names, health_watch.SERVING)
     watcher = asyncio.create_task(health_watch.watch_database(app.db, health_servicer, names))
@@ -204,6 +206,7 @@ async def serve(
     log.info("shutting down: draining in-flight calls for up to %.0fs", SHUTDOWN_GRACE_S)
     watcher.cancel()
     resumer.cancel()
+    forgetter.cancel()
     await health_watch.set_all(health_servicer, names, health_watch.NOT_SERVING)
     await server.stop(SHUTDOWN_GRACE_S)
     await app.db.close()

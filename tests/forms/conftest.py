@@ -37,6 +37,7 @@ def segments(channel: grpc.Channel) -> segment_service_pb2_grpc.SegmentServiceSt
 class LimitedStack:
     channel: grpc.Channel
     gateway_url: str
+    direct: grpc.Channel  # to the TCP port, as any local process could call it
 
 
 @pytest.fixture(scope="package")
@@ -50,6 +51,9 @@ def limited(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             CRM_FORM_RATE_LIMIT_PER_MINUTE=str(FORM_LIMIT),
         ) as (address, port),
         stack.envoy_gateway(port, work) as url,
-        grpc.insecure_channel(address) as channel,
+        # Through the server's unix socket, as the gateway calls it: the only way a call's
+        # x-forwarded-for (the client_ip= of these tests) is believed.
+        grpc.insecure_channel(f"unix:{work}/grpc-{port}.sock") as channel,
+        grpc.insecure_channel(address) as direct,
     ):
-        yield LimitedStack(channel=channel, gateway_url=url)
+        yield LimitedStack(channel=channel, gateway_url=url, direct=direct)

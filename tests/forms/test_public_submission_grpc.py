@@ -477,6 +477,24 @@ def test_past_the_per_ip_limit_submissions_are_refused_with_429(
     submit(public, form.slug, token, valid_values(), client_ip="198.51.100.8")
 
 
+def test_x_forwarded_for_sent_straight_to_the_grpc_port_cannot_escape_the_per_ip_limit(
+    limited: LimitedStack, workspace: Workspace
+) -> None:
+    """Issue 16, fault 9: a new made-up address in each call used to get a new bucket."""
+    forms = Forms(limited.channel)
+    form = create_form(forms, workspace)
+    token = embed(forms, workspace, form.id).token
+    public = Public(limited.direct)
+    refused = 0
+    for i in range(IP_LIMIT + 2):
+        try:
+            submit(public, form.slug, token, valid_values(), client_ip=f"203.0.113.{i + 1}")
+        except grpc.RpcError as error:
+            assert code_of(error) == grpc.StatusCode.RESOURCE_EXHAUSTED
+            refused += 1
+    assert refused >= 2
+
+
 def test_past_the_per_form_limit_submissions_are_refused_with_429(
     limited: LimitedStack, workspace: Workspace, database_url: str
 ) -> None:

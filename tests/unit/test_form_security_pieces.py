@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.errors import ResourceExhausted
 from server.forms import origins, tokens
-from server.forms.limits import SubmissionLimits, TokenBucket
 from server.forms.public_rpc import client_ip
 
 SECRET = b"k" * 32
@@ -59,42 +57,6 @@ def test_no_arbitrary_text_passes_as_a_token(text: str) -> None:
         tokens.verify(SECRET, text)
 
 
-def test_a_bucket_allows_its_burst_then_refills_at_its_rate() -> None:
-    now = [0.0]
-    bucket = TokenBucket(60, clock=lambda: now[0])  # one a second, bursts of 60
-    assert all(bucket.take("ip") is None for _ in range(60))
-    wait = bucket.take("ip")
-    assert wait is not None and 0.9 < wait <= 1.0
-    assert bucket.take("other") is None  # keys are independent
-    now[0] += 1.0
-    assert bucket.take("ip") is None
-    assert bucket.take("ip") is not None
-
-
-def test_a_zero_limit_is_off_and_idle_keys_are_forgotten() -> None:
-    off = TokenBucket(0)
-    assert not off.enabled and all(off.take("x") is None for _ in range(1000))
-    now = [0.0]
-    bucket = TokenBucket(10, max_keys=3, clock=lambda: now[0])
-    for key in "abc":
-        bucket.take(key)
-    now[0] += 60
-    bucket.take("d")
-    assert len(bucket._buckets) == 1
-
-
-def test_a_limited_client_gets_resource_exhausted_with_a_retry_hint() -> None:
-    limits = SubmissionLimits.per_minute(per_ip=1, per_form=0)
-    limits.check_ip("198.51.100.1")
-    with pytest.raises(ResourceExhausted) as refused:
-        limits.check_ip("198.51.100.1")
-    assert refused.value.reason == "FORM_RATE_LIMITED"
-    assert refused.value.metadata["scope"] == "client_ip"
-    assert int(refused.value.metadata["retry_after_seconds"]) >= 1
-    for _ in range(100):
-        limits.check_form("form_1")  # per form: off
-
-
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
 
@@ -108,10 +70,18 @@ LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
         # Straight to the server from elsewhere: its header is not believed.
         ("ipv4:198.51.100.4:5000", ["203.0.113.9"], "198.51.100.4"),
         ("ipv4:127.0.0.1:5000", [], "127.0.0.1"),
-        ("unix:/tmp/socket", ["203.0.113.9"], "unix:/tmp/socket"),
+        # Through the server's unix socket: the gateway on this host.
+        ("unix:", ["6.6.6.6, 203.0.113.9"], "203.0.113.9"),
+        ("unix:", [], "unix:"),
     ],
 )
 def test_the_client_address_is_the_trusted_gateways_last_hop(
     peer: str, forwarded: list[str], expected: str
 ) -> None:
     assert client_ip(peer, forwarded, LOOPBACK) == expected
+
+
+def test_without_trusted_proxies_a_header_sent_to_the_tcp_port_is_not_believed() -> None:
+    """Issue 16, fault 9: x-forwarded-for sent straight to the gRPC port chose the bucket."""
+    assert client_ip("ipv4:127.0.0.1:5000", ["203.0.113.9"], []) == "127.0.0.1"
+    assert client_ip("unix:", ["203.0.113.9"], []) == "203.0.113.9"
