@@ -2,21 +2,18 @@
 # MCP); the command picks which. Built from a checkout: `docker build -t tnx-crm .`
 # (see README, "Containers"). PostgreSQL and the broker are separate services.
 
-# -- build: the wheel, with the gateway's descriptor set compiled from proto/ -----------------
+# -- build: the server's wheel (it carries the gateway template, the OpenAPI document and the
+# .proto files; the gateway compiles its descriptor set from them on first start) -------------
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY requirements.lock pyproject.toml ./
+COPY pyproject.toml requirements.lock ./
 COPY server ./server
 COPY clients/python ./clients/python
 COPY proto ./proto
-COPY gateway ./gateway
-COPY tools ./tools
+COPY gateway/envoy.yaml.tmpl gateway/openapi.json ./gateway/
 RUN python -m venv /opt/tnx \
-    && /opt/tnx/bin/pip install -c requirements.lock "grpcio-tools>=1.70" "googleapis-common-protos>=1.66" \
-    && /opt/tnx/bin/python tools/codegen.py --descriptor-only \
-    && /opt/tnx/bin/pip wheel --no-deps -w /wheels . \
-    && /opt/tnx/bin/pip install -c requirements.lock /wheels/*.whl
+    && /opt/tnx/bin/pip install -c requirements.lock .
 
 # -- run: the virtualenv only, as an unprivileged user ----------------------------------------
 FROM python:3.11-slim-bookworm
@@ -30,7 +27,7 @@ ENV PATH=/opt/tnx/bin:$PATH \
 RUN groupadd --system --gid 10001 tnx \
     && useradd --system --uid 10001 --gid tnx --home-dir /var/lib/tnx-crm --create-home tnx
 COPY --from=build /opt/tnx /opt/tnx
-USER tnx
+USER 10001:10001
 WORKDIR /var/lib/tnx-crm
 EXPOSE 50051 8080 8090 9464
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \

@@ -12,12 +12,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import google.api
-import grpc_tools
 import protoc_gen_openapi  # tools/protoc_gen_openapi.py, beside this script
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
-from grpc_tools import protoc
+
+from server import descriptor
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -26,9 +25,6 @@ DESCRIPTOR = ROOT / "gateway" / "build" / "descriptor.binpb"
 # Committed, served by the gateway at /api/v1/openapi.json; buf.gen.yaml makes the same file.
 OPENAPI = ROOT / "gateway" / "openapi.json"
 THIRD_PARTY_OUT = ROOT / "build" / "third_party"
-# What the gateway needs beyond our own files: google.rpc details so convert_grpc_status can
-# render ErrorInfo and BadRequest into the JSON error body.
-DESCRIPTOR_EXTRAS = ["google/rpc/status.proto", "google/rpc/error_details.proto"]
 THIRD_PARTY_BUF = [
     "google/api/annotations.proto",
     "google/api/http.proto",
@@ -36,23 +32,15 @@ THIRD_PARTY_BUF = [
 ]
 
 
-def googleapis_root() -> Path:
-    return Path(next(iter(google.api.__path__))).parent.parent
-
-
-def protobuf_root() -> Path:
-    return Path(next(iter(grpc_tools.__path__))) / "_proto"
-
-
 def own_protos() -> list[str]:
-    return sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+    return descriptor.own_protos(PROTO_DIR)
 
 
 def run_protoc(args: list[str]) -> None:
-    includes = [f"-I{PROTO_DIR}", f"-I{googleapis_root()}", f"-I{protobuf_root()}"]
-    code = protoc.main(["protoc", *includes, *args])
-    if code != 0:
-        sys.exit(f"protoc failed ({code}): {' '.join(args)}")
+    try:
+        descriptor.run_protoc(args, PROTO_DIR)
+    except RuntimeError as failed:
+        sys.exit(str(failed))
 
 
 def generate_python() -> None:
@@ -80,16 +68,8 @@ def generate_python() -> None:
 
 
 def generate_descriptor() -> None:
-    DESCRIPTOR.parent.mkdir(parents=True, exist_ok=True)
-    run_protoc(
-        [
-            f"--descriptor_set_out={DESCRIPTOR}",
-            "--include_imports",
-            "--include_source_info",
-            *own_protos(),
-            *DESCRIPTOR_EXTRAS,
-        ]
-    )
+    """The same compilation an installed server runs when it has no descriptor set."""
+    descriptor.compile_to(DESCRIPTOR, PROTO_DIR)
 
 
 def generate_openapi() -> None:
@@ -107,7 +87,7 @@ def export_third_party() -> None:
     for rel in THIRD_PARTY_BUF:
         target = THIRD_PARTY_OUT / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(googleapis_root() / rel, target)
+        shutil.copyfile(descriptor.googleapis_root() / rel, target)
 
 
 def main() -> None:
