@@ -40,3 +40,13 @@ def classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, psycopg.InterfaceError | ConnectionError):
         return Failure.UNAVAILABLE
     return None
+
+
+def redacted(exc: BaseException) -> str:
+    """An error as it may be logged: a database error by its class, SQLSTATE and statement
+    (bind parameters, no values), never its message, which can quote a value it was given
+    ('invalid input syntax for type integer: "ann@example.com"'). Other errors as they are."""
+    if isinstance(exc, sa.DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or "-"
+        return f"{type(exc.orig).__name__} (SQLSTATE {state}) in: {exc.statement}"
+    return f"{type(exc).__name__}: {exc}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -72,10 +73,20 @@ class _Call:
                 code_pb2.ABORTED,
             )
         else:
-            log.exception("unhandled error in %s request_id=%s", self.method, self.request_id)
+            # Where it failed, but not the error's text: a database error's message can quote
+            # the values it was given (emails and the like).
+            log.error(
+                "unhandled error in %s request_id=%s: %s\n%s",
+                self.method,
+                self.request_id,
+                failures.redacted(exc),
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
             status = internal_status("INTERNAL", f"internal error (request id {self.request_id})")
         self.code = status.code.name
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        # abort() replaces the trailing metadata set in begin(): the request id goes again.
+        trailers = (*status.trailing_metadata, ("x-request-id", self.request_id))
+        await context.abort(status.code, status.details, trailers)
 
     def finish(self) -> None:
         elapsed_s = time.perf_counter() - self.started

@@ -11,8 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from tnx.crm.v1 import import_service_pb2_grpc, lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
+from server.db import failures
+from server.db.engine import Database, run_with_database
 from tests.conftest import Workspace
 from tests.support import imports, stack
 
@@ -110,3 +114,35 @@ def test_worker_reports_import_rows_and_queue_depth_and_answers_its_liveness_che
     assert _sample(text, "tnx_import_rows_total", outcome="imported") == 25
     assert _sample(text, "tnx_import_rows_total", outcome="failed") == 1
     assert "tnx_import_jobs" in text
+
+
+def test_a_grpc_error_carries_the_request_id_the_client_sent(
+    channel: grpc.Channel, workspace: Workspace
+) -> None:
+    leads = lead_service_pb2_grpc.LeadServiceStub(channel)
+    metadata = (*workspace.metadata, ("x-request-id", "req-kept-on-errors"))
+    with pytest.raises(grpc.RpcError) as caught:
+        leads.GetLead(lead_service_pb2.GetLeadRequest(id="lead_missing"), metadata=metadata)
+    trailers = caught.value.trailing_metadata()  # type: ignore[attr-defined]
+    found: dict[str, object] = {item.key: item.value for item in trailers}
+    assert found.get("x-request-id") == "req-kept-on-errors"
+
+
+def test_a_database_error_is_logged_without_the_values_it_quotes(database_url: str) -> None:
+    """Issue 16, fault 10: tracebacks in the server log showed SQL parameters (emails)."""
+
+    async def fail(db: Database) -> DBAPIError:
+        try:
+            async with db.transaction() as conn:
+                await conn.execute(
+                    text("SELECT CAST(:email AS integer)"), {"email": "private@person.io"}
+                )
+        except DBAPIError as error:
+            return error
+        raise AssertionError("the statement did not fail")
+
+    error = run_with_database(database_url, fail)
+    assert "private@person.io" in str(error.orig)  # what PostgreSQL itself says
+    logged = failures.redacted(error)
+    assert "private@person.io" not in logged
+    assert "SQLSTATE 22P02" in logged and "CAST(%(email)s AS integer)" in logged
