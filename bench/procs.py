@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ from pathlib import Path
 import psycopg
 
 from server.config import REPO_ROOT, load_settings
-from server.db import embedded, migrate
+from server.db import embedded
 from server.db.url import libpq_url, normalise
 from server.worker import declare_queues
-from tests.support import stack
+from tests.support import db, stack
 
 BENCH_DIR = REPO_ROOT / "build" / "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -38,26 +37,11 @@ def database_server() -> Iterator[str]:
         yield url
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
 @contextmanager
 def fresh_database(keep: bool = False) -> Iterator[str]:
     """A new migrated database for this run; dropped afterwards unless `keep`."""
-    with database_server() as admin:
-        name = f"tnx_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(admin, name)
-        try:
-            migrate.upgrade(url)
-            yield url
-        finally:
-            if not keep:
-                with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_server() as admin, db.database_on(admin, "tnx_bench", keep=keep) as url:
+        yield url
 
 
 @dataclass(frozen=True)

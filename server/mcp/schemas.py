@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 LeadStatus = Literal["new", "contacted", "qualified", "customer", "disqualified"]
 
 # The fields a rule condition may name (the public contract; see the README's Leads API).
+# tests/mcp/test_mcp_schemas_match_the_api.py keeps these lists equal to the API's own.
 LeadField = Literal[
     "email",
     "email_domain",
@@ -33,6 +34,7 @@ LeadField = Literal[
     "updated_at",
     "last_activity_at",
     "archived_at",
+    "company.id",
     "company.name",
     "company.domain",
     "company.industry",
@@ -43,6 +45,8 @@ LeadField = Literal[
     "company.city",
     "company.founded_year",
     "company.parent_company_id",
+    "company.created_at",
+    "company.archived_at",
 ]
 CustomField = Annotated[str, StringConstraints(pattern=r"^custom\.[A-Za-z_][A-Za-z0-9_\-]{0,63}$")]
 Operator = Literal[

@@ -32,12 +32,8 @@ def worker(
 ) -> Iterator[WorkerProcess]:
     """An import worker for this directory's tests only (package scope: it is gone before
     other directories' tests, which may count or kill their own workers)."""
-    process = WorkerProcess(database_url, work_dir / "client-worker.log")
-    process.start()
-    try:
+    with WorkerProcess(database_url, work_dir / "client-worker.log") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @contextmanager

@@ -16,12 +16,8 @@ from tests.support.imports import Stub, WorkerProcess
 def worker(
     database_url: str, work_dir: Path, grpc_server: tuple[str, int]
 ) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(database_url, work_dir / "worker.log")
-    process.start()
-    try:
+    with WorkerProcess(database_url, work_dir / "worker.log") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -23,9 +23,5 @@ def mcp_url(
 @pytest.fixture(scope="session")
 def mcp_worker(database_url: str, work_dir: Path) -> Iterator[WorkerProcess]:
     """A worker, for the import that import_status reports on."""
-    process = WorkerProcess(database_url, work_dir / "mcp-worker.log")
-    process.start()
-    try:
+    with WorkerProcess(database_url, work_dir / "mcp-worker.log") as process:
         yield process
-    finally:
-        process.stop()

@@ -39,18 +39,26 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    with _admin_url() as admin:
-        name = f"tnx_test_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(admin, name)
-        try:
-            migrate.upgrade(url)
-            yield url
-        finally:
+def database_on(admin: str, prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """A new migrated database on the server `admin` reaches, dropped afterwards unless
+    `keep` (tests and benchmarks each get their own)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(admin, name)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        if not keep:
             with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    with _admin_url() as admin, database_on(admin, "tnx_test") as url:
+        yield url
 
 
 def run_with_db(url: str, action: Callable[[Database], Awaitable[T]]) -> T:

@@ -85,6 +85,13 @@ class WorkerProcess:
                 cwd=REPO_ROOT,
             )
 
+    def __enter__(self) -> WorkerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
