@@ -181,7 +181,12 @@ async def _record(
         source=SOURCE,
         lead_id=lead_id,
     )
-    await activities.record(conn, workspace_id=workspace_id, items=[submitted_activity])
+    await activities.record_for_written_lead(
+        conn,
+        workspace_id=workspace_id,
+        item=submitted_activity,
+        scored=written.row.scoring_version is not None,
+    )
     submitted = {
         "form_id": form.id,
         "slug": form.slug,

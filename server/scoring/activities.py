@@ -266,6 +266,20 @@ async def record(
     return [outcomes[item.index] for item in items]
 
 
+async def record_for_written_lead(
+    conn: AsyncConnection, *, workspace_id: str, item: Item, scored: bool
+) -> None:
+    """One activity (no idempotency key) of a lead the caller has just written in this
+    transaction, its last_activity_at set to the activity's time and its rule segments
+    refreshed (a form submission): so no lookup of the lead and no move of its time. Only
+    under a scoring model (`scored`: the lead write saw one) does the lead's score, and what
+    follows from it, need to catch up with the new activity."""
+    assert item.lead_id and item.idempotency_key is None
+    await _insert(conn, workspace_id, [item], {})
+    if scored:
+        await writes.activity_followups(conn, workspace_id=workspace_id, lead_ids=[item.lead_id])
+
+
 async def _resolve(
     conn: AsyncConnection, workspace_id: str, items: Sequence[Item], outcomes: dict[int, Outcome]
 ) -> list[Item]:
