@@ -60,7 +60,14 @@ def test_server_counts_calls_by_method_and_code_and_logs_json_with_the_request_i
         )
         with pytest.raises(grpc.RpcError):
             leads.GetLead(lead_service_pb2.GetLeadRequest(id="lead_missing"), metadata=metadata)
-        text = _scrape(metrics_port).text
+        # A call is counted as it finishes, which may be just after its reply went out.
+        deadline = time.monotonic() + 10
+        while True:
+            text = _scrape(metrics_port).text
+            failed = _sample(text, "tnx_rpc_duration_seconds_count", code="NOT_FOUND")
+            if failed or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
 
     create = "/tnx.crm.v1.LeadService/CreateLead"
     get = "/tnx.crm.v1.LeadService/GetLead"
