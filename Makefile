@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports bench-scoring bench-triggers bench-enrichment clean
+.PHONY: up test install gen lint typecheck check bench bench-companies bench-segments bench-forms bench-imports bench-scoring bench-triggers bench-enrichment bench-scaleout bench-soak clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,16 @@ bench-triggers: $(STAMP)
 # the connector's rate limit and a bare client; then the cache's share (bench/enrichment.py).
 bench-enrichment: $(STAMP)
 	$(BIN)/python -m bench.enrichment
+
+# tnx-crm up --servers 2 --workers 2 against 1 + 1 on the machine's PostgreSQL and Redis: calls/s
+# and import rows/s through Envoy, then a server killed under load (bench/scaleout.py).
+bench-scaleout: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.scaleout
+
+# The REST mix's maximum, 60 s at 80% of it, then a 10-minute soak with an import running
+# (bench/soak.py).
+bench-soak: $(STAMP) gateway/build/descriptor.binpb
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) build gateway/build
