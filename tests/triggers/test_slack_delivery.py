@@ -78,7 +78,10 @@ def test_a_burst_becomes_digests_at_most_one_a_second(
         sections = [b for b in digest["blocks"] if b["type"] == "section"]
         assert digest["blocks"][0]["text"]["text"] == f"{len(sections)} CRM events"
     gaps = [later.at - earlier.at for earlier, later in pairwise(posts)]
-    assert all(gap >= 0.9 for gap in gaps), gaps
+    # Claims are paced a second apart; arrivals also carry each send's own delay, which a
+    # loaded machine stretches for one message and not the next (seen: 0.88 s in CI).
+    assert all(gap >= 0.75 for gap in gaps), gaps
+    assert sum(gaps) >= 0.95 * len(gaps), gaps
 
 
 def test_a_removed_slack_webhook_disables_the_trigger(
